@@ -1,0 +1,59 @@
+"""The 16 VBench dimensions: group, normalisation range and weight of each (FACTS.md section 5).
+
+These constants are what turn raw per-dimension scores into VBench's Quality, Semantic and
+Total; they are kept in one table so the final score and the registry cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Group = Literal["quality", "semantic"]
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    """A VBench dimension as the final score sees it: norm = (raw - low) / (high - low) * weight."""
+
+    name: str
+    group: Group
+    low: float
+    high: float
+    weight: float = 1.0
+
+    def normalise(self, raw: float) -> float:
+        """VBench's normalisation, deliberately without clamping (VBench does not clamp)."""
+        return (raw - self.low) / (self.high - self.low) * self.weight
+
+
+_SPECS = (
+    DimensionSpec("subject_consistency", "quality", 0.1462, 1.0),
+    DimensionSpec("background_consistency", "quality", 0.2615, 1.0),
+    DimensionSpec("temporal_flickering", "quality", 0.6293, 1.0),
+    DimensionSpec("motion_smoothness", "quality", 0.706, 0.9975),
+    DimensionSpec("dynamic_degree", "quality", 0.0, 1.0, weight=0.5),
+    DimensionSpec("aesthetic_quality", "quality", 0.0, 1.0),
+    DimensionSpec("imaging_quality", "quality", 0.0, 1.0),
+    DimensionSpec("object_class", "semantic", 0.0, 1.0),
+    DimensionSpec("multiple_objects", "semantic", 0.0, 1.0),
+    DimensionSpec("human_action", "semantic", 0.0, 1.0),
+    DimensionSpec("color", "semantic", 0.0, 1.0),
+    DimensionSpec("spatial_relationship", "semantic", 0.0, 1.0),
+    DimensionSpec("scene", "semantic", 0.0, 0.8222),
+    DimensionSpec("appearance_style", "semantic", 0.0009, 0.2855),
+    DimensionSpec("temporal_style", "semantic", 0.0, 0.364),
+    DimensionSpec("overall_consistency", "semantic", 0.0, 0.364),
+)
+
+DIMENSIONS: dict[str, DimensionSpec] = {spec.name: spec for spec in _SPECS}
+QUALITY = tuple(s.name for s in _SPECS if s.group == "quality")
+SEMANTIC = tuple(s.name for s in _SPECS if s.group == "semantic")
+
+
+def spec(name: str) -> DimensionSpec:
+    """Look a dimension up, with an error that lists the valid names."""
+    try:
+        return DIMENSIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown VBench dimension {name!r}; valid: {', '.join(DIMENSIONS)}") from None
