@@ -1,0 +1,145 @@
+"""Parity of the causal Wan transformer with diffusers, and of cached with uncached generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.kv_cache import KVCache
+from tests.conftest import TINY_TRANSFORMER
+
+
+def _inputs(frames: int = 6, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    latents = torch.randn(batch, 16, frames, 4, 6)
+    text = torch.randn(batch, 7, 32)
+    return latents, text
+
+
+def _model(nfpb: int = 1, layers: int = 2) -> CausalWanTransformer:
+    torch.manual_seed(1)
+    return CausalWanTransformer(**{**TINY_TRANSFORMER, "num_layers": layers}, num_frame_per_block=nfpb).eval()
+
+
+def test_full_mask_matches_diffusers() -> None:
+    model = _model()
+    reference = WanTransformer3DModel(**TINY_TRANSFORMER).eval()
+    missing, unexpected = reference.load_state_dict(model.state_dict(), strict=True)
+    assert not missing and not unexpected
+    latents, text = _inputs()
+    timestep = torch.tensor([700.0, 120.0])
+    with torch.no_grad():
+        ours = model(latents, timestep, text, causal=False).sample
+        theirs = reference(latents, timestep, text, return_dict=False)[0]
+    assert ours is not None
+    assert ours.shape == theirs.shape == latents.shape
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_state_dict_keys_are_diffusers_keys() -> None:
+    ours = _model().state_dict()
+    theirs = WanTransformer3DModel(**TINY_TRANSFORMER).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_causal_mask_hides_the_future() -> None:
+    """Changing frames of a later block leaves earlier blocks' outputs untouched; same block does not."""
+    model = _model(nfpb=3)
+    latents, text = _inputs(frames=6)
+    t = torch.full((2, 6), 500.0)
+    edited = latents.clone()
+    edited[:, :, 4] += 1.0
+    with torch.no_grad():
+        a = model(latents, t, text).sample
+        b = model(edited, t, text).sample
+    assert a is not None and b is not None
+    assert torch.equal(a[:, :, :3], b[:, :, :3])
+    assert not torch.allclose(a[:, :, 3], b[:, :, 3])  # frame 3 shares block 1 with frame 4
+
+
+@pytest.mark.parametrize("nfpb", [1, 3])
+def test_cached_blocks_equal_one_block_causal_forward(nfpb: int) -> None:
+    """Generating block by block with the cache equals one block-causal forward over everything."""
+    model = _model(nfpb=nfpb)
+    frames = 6
+    latents, text = _inputs(frames=frames)
+    timestep = torch.rand(2, frames) * 1000
+    with torch.no_grad():
+        full = model(latents, timestep, text).sample
+        cache = KVCache(num_layers=2)
+        pieces = []
+        for start in range(0, frames, nfpb):
+            block = slice(start, start + nfpb)
+            out = model(
+                latents[:, :, block],
+                timestep[:, block],
+                text,
+                frame_offset=start,
+                cache=cache,
+                write_cache=True,
+            ).sample
+            assert out is not None
+            pieces.append(out)
+    assert full is not None
+    assert len(cache) == frames
+    assert (torch.cat(pieces, dim=2) - full).abs().max().item() <= 1e-5
+
+
+def test_denoising_calls_do_not_change_the_cache() -> None:
+    """Only the clean-context pass writes; reading the cache for other noise levels changes nothing."""
+    model = _model(nfpb=1)
+    latents, text = _inputs(frames=2)
+    with torch.no_grad():
+        cache = KVCache(num_layers=2)
+        model(latents[:, :, :1], torch.zeros(2, 1), text, cache=cache, write_cache=True)
+        first = model(latents[:, :, 1:], torch.full((2, 1), 900.0), text, frame_offset=1, cache=cache).sample
+        model(latents[:, :, 1:], torch.full((2, 1), 300.0), text, frame_offset=1, cache=cache)
+        again = model(latents[:, :, 1:], torch.full((2, 1), 900.0), text, frame_offset=1, cache=cache).sample
+    assert len(cache) == 1
+    assert first is not None and again is not None
+    assert torch.equal(first, again)
+
+
+def test_per_frame_timesteps_matter_per_frame() -> None:
+    model = _model()
+    latents, text = _inputs(frames=3)
+    t = torch.full((2, 3), 400.0)
+    t2 = t.clone()
+    t2[:, 2] = 900.0
+    with torch.no_grad():
+        a = model(latents, t, text, causal=False).sample
+        b = model(latents, t2, text).sample
+        a_causal = model(latents, t, text).sample
+    assert a is not None and b is not None and a_causal is not None
+    assert torch.equal(a_causal[:, :, :2], b[:, :, :2])  # earlier frames never see frame 2 (frame-wise)
+    assert not torch.allclose(a_causal[:, :, 2], b[:, :, 2])
+
+
+def test_tap_and_early_exit() -> None:
+    model = _model(layers=3)
+    latents, text = _inputs(frames=2)
+    t = torch.full((2,), 250.0)
+    with torch.no_grad():
+        out = model(latents, t, text, tap_layer=2)
+        early = model(latents, t, text, exit_layer=2)
+    assert out.tap is not None and early.tap is not None and early.sample is None
+    assert out.tap.shape == (2, 2 * 2 * 3, 24)
+    assert torch.equal(out.tap, early.tap)
+    with pytest.raises(ValueError, match=r"outside 1\.\.3"):
+        model(latents, t, text, tap_layer=4)
+
+
+def test_rope_is_relative_so_offsets_do_not_matter_with_a_rebased_cache() -> None:
+    """Shifting every frame index by a constant leaves the output unchanged (positions re-based)."""
+    model = _model(nfpb=1)
+    latents, text = _inputs(frames=2)
+    t = torch.tensor([[0.0, 800.0]] * 2)
+    outs = []
+    with torch.no_grad():
+        for offset in (0, 500):  # 500 is far past the tiny table of 32 positions
+            cache = KVCache(num_layers=2)
+            model(latents[:, :, :1], t[:, :1], text, frame_offset=offset, cache=cache, write_cache=True)
+            out = model(latents[:, :, 1:], t[:, 1:], text, frame_offset=offset + 1, cache=cache).sample
+            outs.append(out)
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
