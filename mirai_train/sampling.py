@@ -1,0 +1,144 @@
+"""Flow matching schedule and the few-step causal rollout (Self-Forcing inference).
+
+Wan is trained with rectified flow: x_t = (1 - sigma) x0 + sigma * noise, the network predicts
+the flow noise - x0, and timestep = 1000 * sigma. Shifting, sigma = s*shift / (1 + (shift-1)*s),
+spends more of the schedule at high noise; the few-step generator's steps are warped through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.kv_cache import KVCache
+from mirai_train.spec import SamplerSpec
+
+
+@dataclass(frozen=True)
+class FlowMatchSchedule:
+    shift: float = 5.0
+    num_train_timesteps: int = 1000
+
+    def shifted(self, s: Tensor) -> Tensor:
+        """sigma for unshifted noise level(s) s in [0, 1]."""
+        return self.shift * s / (1 + (self.shift - 1) * s)
+
+    def warp(self, steps: list[float]) -> list[float]:
+        """Map nominal steps (e.g. [1000, 750, 500, 250]) through the shift: [1000, 937.5, 833.3, 625]."""
+        s = torch.tensor(steps, dtype=torch.float64) / self.num_train_timesteps
+        return [float(t) for t in self.shifted(s) * self.num_train_timesteps]
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        return timestep / self.num_train_timesteps
+
+    def add_noise(self, x0: Tensor, noise: Tensor, timestep: Tensor) -> Tensor:
+        """x_t at `timestep` ([B] or [B, F]) for latents [B, C, F, H, W]."""
+        sigma = _per_frame(self.sigma(timestep), x0)
+        return (1 - sigma) * x0 + sigma * noise
+
+    def flow_to_x0(self, flow: Tensor, xt: Tensor, timestep: Tensor) -> Tensor:
+        return xt - _per_frame(self.sigma(timestep), xt) * flow
+
+    def sample_timesteps(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+        """Training timesteps: s ~ U[0, 1), shifted (the flow-matching and DMD draw)."""
+        s = torch.rand(shape, generator=generator)
+        return self.shifted(s) * self.num_train_timesteps
+
+
+def _per_frame(sigma: Tensor, like: Tensor) -> Tensor:
+    """Broadcast [B] or [B, F] noise levels over latents [B, C, F, H, W]."""
+    if sigma.ndim == 1:
+        return sigma.view(-1, 1, 1, 1, 1).to(like.dtype)
+    return sigma[:, None, :, None, None].to(like.dtype)
+
+
+def denoising_steps(spec: SamplerSpec) -> list[float]:
+    schedule = FlowMatchSchedule(spec.timestep_shift, spec.num_train_timesteps)
+    steps = list(spec.denoising_step_list)
+    return schedule.warp(steps) if spec.warp_denoising_step else steps
+
+
+@dataclass
+class RolloutConfig:
+    """Everything a causal rollout needs beyond the model and the prompt."""
+
+    num_frames: int  # latent frames
+    latent_channels: int
+    latent_height: int
+    latent_width: int
+    sampler: SamplerSpec
+    window_frames: int | None = None  # bounded (rolling) cache past the training horizon
+
+
+def rollout(
+    model: CausalWanTransformer,
+    text: Tensor,
+    config: RolloutConfig,
+    *,
+    generator: torch.Generator,
+    negative_text: Tensor | None = None,
+    make_cache: Callable[[], KVCache] | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Generate latents [B, C, F, H, W] block by block; same generator state -> same video.
+
+    Per block: start from fresh noise, run the few denoising steps (each predicts x0 and, but for
+    the last, re-noises it to the next step's level), then one pass at `context_noise` writes the
+    block's clean keys/values into the cache. Noise is drawn block by block, so a short rollout
+    is a prefix of a longer one with the same seed. With `sampler.guidance_scale != 1`,
+    classifier-free guidance against `negative_text` keeps a second cache for that branch.
+    """
+    sampler = config.sampler
+    schedule = FlowMatchSchedule(sampler.timestep_shift, sampler.num_train_timesteps)
+    steps = denoising_steps(sampler)
+    block = model.num_frame_per_block
+    if config.num_frames % block:
+        raise ValueError(f"{config.num_frames} latent frames is not a multiple of the block size {block}")
+    guided = sampler.guidance_scale != 1.0
+    if guided and negative_text is None:
+        raise ValueError("guidance_scale != 1 needs the negative prompt's text embedding")
+    new_cache = make_cache or (
+        lambda: KVCache(num_layers=len(model.blocks), window_frames=config.window_frames)
+    )
+    caches = [new_cache(), new_cache()] if guided else [new_cache()]
+    contexts = [text, negative_text] if guided else [text]
+    batch = text.shape[0]
+    shape = (batch, config.latent_channels, block, config.latent_height, config.latent_width)
+    device, dtype = text.device, text.dtype
+
+    def predict_x0(x: Tensor, t: float, start: int, write: bool) -> Tensor:
+        timestep = torch.full((batch, block), t, device=device, dtype=dtype)
+        flows = []
+        for ctx, cache in zip(contexts, caches, strict=True):
+            out = model(x, timestep, ctx, frame_offset=start, cache=cache, write_cache=write).sample
+            assert out is not None
+            flows.append(out)
+        flow = flows[0] if not guided else flows[1] + sampler.guidance_scale * (flows[0] - flows[1])
+        return schedule.flow_to_x0(flow, x, timestep)
+
+    blocks = []
+    for index, start in enumerate(range(0, config.num_frames, block)):
+        x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        for i, t in enumerate(steps):
+            x0 = predict_x0(x, t, start, write=False)
+            if i + 1 < len(steps):
+                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                x = schedule.add_noise(x0, noise, torch.full((batch,), steps[i + 1], device=device))
+        blocks.append(x0)
+        context = (
+            schedule.add_noise(
+                x0,
+                torch.randn(shape, generator=generator, device=device, dtype=dtype),
+                torch.full((batch,), sampler.context_noise, device=device),
+            )
+            if sampler.context_noise > 0
+            else x0
+        )
+        predict_x0(context, sampler.context_noise, start, write=True)
+        if on_block is not None:
+            on_block(index + 1, config.num_frames // block)
+    return torch.cat(blocks, dim=2)
