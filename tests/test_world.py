@@ -9,6 +9,7 @@ import decord
 import numpy as np
 import pydantic
 import pytest
+import torch
 
 from mirai_train.world import (
     HELDOUT_BASE_SEED,
@@ -120,6 +121,7 @@ def test_leaving_and_reentering_keeps_identity_and_implied_position() -> None:
     assert np.hypot(cols.mean() + 0.5 - truth.centres[t, 1, 0], rows.mean() + 0.5 - 32.0) < 1.0
     assert abs(red[t].sum() - red[0].sum()) <= 0.2 * red[0].sum(), "same shape and size on return"
     assert truth.identities == ("blue square", "red triangle")
+    assert np.array_equal(truth.visible, truth.in_frame), "unoccluded: seen is what is inside"
     assert np.all(np.all(video[:, 10, 10] == PALETTE["blue"], axis=-1)), "the other sprite is untouched"
 
 
@@ -156,7 +158,9 @@ def test_dataset_shards_are_disjoint_and_cover_the_range() -> None:
     assert len(data) == 3
     video, prompt, seed = data[1]
     assert seed == clip_seed(5, 5) and prompt == sample_scene(seed, CONFIG).prompt
-    assert video.shape == (3, 5, 64, 64) and video.min() >= -1 and video.max() <= 1
+    assert video.shape == (3, 5, 64, 64) and video.is_contiguous()
+    pixels = ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    assert np.array_equal(pixels, render(sample_scene(seed, CONFIG), 5))
     with pytest.raises(ValueError):
         shard_indices(11, 3, 3)
     with pytest.raises(ValueError):
