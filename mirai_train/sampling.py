@@ -71,7 +71,7 @@ class RolloutConfig:
     latent_height: int
     latent_width: int
     sampler: SamplerSpec
-    window_frames: int | None = None  # bounded (rolling) cache past the training horizon
+    repeat_block_noise: bool = False  # Rolling Sink's long rollouts reuse one block of initial noise
 
 
 def rollout(
@@ -89,7 +89,7 @@ def rollout(
     Per block: start from fresh noise, run the few denoising steps (each predicts x0 and, but for
     the last, re-noises it to the next step's level), then one pass at `context_noise` writes the
     block's clean keys/values into the cache. Noise is drawn block by block, so a short rollout
-    is a prefix of a longer one with the same seed. With `sampler.guidance_scale != 1`,
+    is a prefix of a longer one with the same seed (unless `repeat_block_noise`). With `sampler.guidance_scale != 1`,
     classifier-free guidance against `negative_text` keeps a second cache for that branch.
     """
     sampler = config.sampler
@@ -101,9 +101,7 @@ def rollout(
     guided = sampler.guidance_scale != 1.0
     if guided and negative_text is None:
         raise ValueError("guidance_scale != 1 needs the negative prompt's text embedding")
-    new_cache = make_cache or (
-        lambda: KVCache(num_layers=len(model.blocks), window_frames=config.window_frames)
-    )
+    new_cache = make_cache or (lambda: KVCache(num_layers=len(model.blocks)))
     caches = [new_cache(), new_cache()] if guided else [new_cache()]
     contexts = [text, negative_text] if guided else [text]
     batch = text.shape[0]
@@ -120,9 +118,12 @@ def rollout(
         flow = flows[0] if not guided else flows[1] + sampler.guidance_scale * (flows[0] - flows[1])
         return schedule.flow_to_x0(flow, x, timestep)
 
-    blocks = []
+    blocks: list[Tensor] = []
+    first_noise: Tensor | None = None
     for index, start in enumerate(range(0, config.num_frames, block)):
-        x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        if first_noise is None or not config.repeat_block_noise:
+            first_noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        x = first_noise
         for i, t in enumerate(steps):
             x0 = predict_x0(x, t, start, write=False)
             if i + 1 < len(steps):

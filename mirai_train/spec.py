@@ -78,6 +78,7 @@ class RollingSinkSpec(Strict):
 
     window_frames: int = 21
     sweep_frames: int = 18
+    repeat_block_noise: bool = True  # as Rolling Sink's release: one block of initial noise, reused
 
 
 class GeneratorSpec(Strict):

@@ -1,9 +1,9 @@
 """KV cache of the causal generator: clean context frames per layer, and the text keys/values.
 
-Keys are stored *before* RoPE, with a RoPE position per frame, and rotated at attention time.
-That costs one elementwise rotation per call and buys two things: positions can be re-based (RoPE
-is relative, so a long rollout never runs off the end of the table), and a frame's keys can be
-re-used at another position (Rolling Sink re-rotates stored early frames at the current index).
+Keys are stored *before* RoPE and rotated at attention time at their frame's position. That costs
+one elementwise rotation per call and buys two things: positions can be re-based (RoPE is
+relative, so a long rollout never runs off the end of the table), and stored keys can be placed at
+another position (Rolling Sink re-rotates early frames at the current index, `rolling_sink.py`).
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ class LayerKV:
 
     k: Tensor
     v: Tensor
-    frame: Tensor  # [frames] generated-frame index each entry belongs to
-    pos: Tensor  # [frames] RoPE position each entry is rotated at
+    frame: Tensor  # [frames] the generated-frame index (= RoPE position) of each entry
 
 
 class KVCache:
-    """Unbounded by default; `window_frames` bounds it (oldest frames evicted first).
+    """The clean context frames of every layer, and the text keys/values.
 
-    Use one cache per rollout: the cross-attention cache assumes one prompt.
+    Unbounded by default (a rollout inside the training horizon attends to every earlier frame).
+    `max_context_frames` bounds what a new block attends to, and what is kept, to the newest
+    frames: the attention window minus the block itself. Use one cache per rollout (one prompt).
     """
 
-    def __init__(self, num_layers: int, window_frames: int | None = None) -> None:
-        self.window_frames = window_frames
+    def __init__(self, num_layers: int, max_context_frames: int | None = None) -> None:
+        self.max_context_frames = max_context_frames
         self.layers: list[LayerKV | None] = [None] * num_layers
         self._cross: list[tuple[Tensor, Tensor] | None] = [None] * num_layers
 
@@ -46,23 +47,20 @@ class KVCache:
     def set_cross_kv(self, layer: int, k: Tensor, v: Tensor) -> None:
         self._cross[layer] = (k, v)
 
-    def _visible(self, entry: LayerKV, before_frame: int) -> Tensor:
-        return entry.frame < before_frame
-
     def context_positions(self, before_frame: int) -> Tensor | None:
         """RoPE positions of the context frames visible to frames from `before_frame` on."""
         entry = self.layers[0]
         if entry is None:
             return None
-        visible = self._visible(entry, before_frame)
-        return entry.pos[visible] if bool(visible.any()) else None
+        visible = entry.frame < before_frame
+        return entry.frame[visible] if bool(visible.any()) else None
 
     def context(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
         """Keys and values [B, tokens, heads, head_dim] of the visible context frames."""
         entry = self.layers[layer]
         if entry is None:
             return None
-        visible = self._visible(entry, before_frame)
+        visible = entry.frame < before_frame
         if not bool(visible.any()):
             return None
         if bool(visible.all()):
@@ -79,11 +77,8 @@ class KVCache:
             keep = ~torch.isin(entry.frame, frames)
             k = torch.cat([entry.k[:, keep], k], dim=1)
             v = torch.cat([entry.v[:, keep], v], dim=1)
-            frames_all = torch.cat([entry.frame[keep], frames])
-            pos_all = torch.cat([entry.pos[keep], frames])
-        else:
-            frames_all, pos_all = frames, frames.clone()
-        if self.window_frames is not None and len(frames_all) > self.window_frames:
-            drop = len(frames_all) - self.window_frames
-            k, v, frames_all, pos_all = k[:, drop:], v[:, drop:], frames_all[drop:], pos_all[drop:]
-        self.layers[layer] = LayerKV(k=k, v=v, frame=frames_all, pos=pos_all)
+            frames = torch.cat([entry.frame[keep], frames])
+        if self.max_context_frames is not None and len(frames) > self.max_context_frames:
+            drop = len(frames) - self.max_context_frames
+            k, v, frames = k[:, drop:], v[:, drop:], frames[drop:]
+        self.layers[layer] = LayerKV(k=k, v=v, frame=frames)
