@@ -35,13 +35,27 @@ def test_steady_state_context_is_sink_frames_then_the_real_previous_block() -> N
     cache = RollingSinkCache(1, window_frames=21, sweep_frames=18, block_frames=3)
     for start in range(0, 60, 3):
         _write_block(cache, start, 3)
-        assert len(cache) <= 18  # bounded: the attention window minus the block
-    entry = cache.layers[0]
-    assert entry is not None
-    assert entry.frame.tolist() == list(range(42, 60))  # positions are the real ones
-    content = entry.k[0, :, 0, 0, 0].tolist()
-    sink = [float(sweep_frame(p, 18)) for p in range(42, 57)]
-    assert content == [*sink, 57.0, 58.0, 59.0]
+        assert cache.held_frames() <= 21  # early store + real frames: as a 5 s rollout holds
+    context, positions = cache.context(0, 60), cache.context_positions(60)
+    assert context is not None and positions is not None
+    content = context[0][0, ::2, 0, 0].tolist()  # one value per frame (2 tokens each)
+    by_position = dict(zip(positions.tolist(), content, strict=True))
+    assert sorted(by_position) == list(range(42, 60))  # the window before frame 60
+    for p in range(42, 57):
+        assert by_position[p] == sweep_frame(p, 18)  # early frames, placed at these positions
+    assert [by_position[p] for p in (57, 58, 59)] == [57.0, 58.0, 59.0]  # the real previous block
+
+
+def test_transition_keeps_real_frames_below_the_horizon() -> None:
+    """Block 24 sees real 6..17, sink slots 18..20 (early 17, 16, 15) and real 21..23."""
+    cache = RollingSinkCache(1, window_frames=21, sweep_frames=18, block_frames=3)
+    for start in range(0, 24, 3):
+        _write_block(cache, start, 3)
+    context, positions = cache.context(0, 24), cache.context_positions(24)
+    assert context is not None and positions is not None
+    by_position = dict(zip(positions.tolist(), context[0][0, ::2, 0, 0].tolist(), strict=True))
+    expected = {p: float(p) for p in range(6, 24)} | {18: 17.0, 19: 16.0, 20: 15.0}
+    assert by_position == expected
 
 
 def test_inside_the_horizon_it_is_the_plain_cache() -> None:
@@ -84,6 +98,6 @@ def test_long_rollout_runs_far_past_the_rope_table_with_bounded_cache() -> None:
             model, text, RolloutConfig(9, 16, 2, 2, SamplerSpec()), generator=torch.Generator().manual_seed(0)
         )
     assert long.shape == (1, 16, 60, 2, 2) and torch.isfinite(long).all()
-    assert len(caches[0]) == 6
+    assert caches[0].held_frames() <= 9
     assert torch.allclose(long[:, :, :9], plain, atol=1e-6)
     assert not torch.allclose(long[:, :, 9:12], long[:, :, 3:6])

@@ -22,6 +22,9 @@ class LayerKV:
     v: Tensor
     frame: Tensor  # [frames] the generated-frame index (= RoPE position) of each entry
 
+    def select(self, keep: Tensor) -> LayerKV:
+        return LayerKV(k=self.k[:, keep], v=self.v[:, keep], frame=self.frame[keep])
+
 
 class KVCache:
     """The clean context frames of every layer, and the text keys/values.
@@ -69,16 +72,20 @@ class KVCache:
 
     def write(self, layer: int, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> None:
         """Store the clean keys/values of `frames`, replacing earlier writes of the same frames."""
-        k = k.unflatten(1, (len(frames), tokens_per_frame))
-        v = v.unflatten(1, (len(frames), tokens_per_frame))
-        frames = frames.to(k.device)
-        entry = self.layers[layer]
-        if entry is not None:
-            keep = ~torch.isin(entry.frame, frames)
-            k = torch.cat([entry.k[:, keep], k], dim=1)
-            v = torch.cat([entry.v[:, keep], v], dim=1)
-            frames = torch.cat([entry.frame[keep], frames])
-        if self.max_context_frames is not None and len(frames) > self.max_context_frames:
-            drop = len(frames) - self.max_context_frames
-            k, v, frames = k[:, drop:], v[:, drop:], frames[drop:]
-        self.layers[layer] = LayerKV(k=k, v=v, frame=frames)
+        entry = merged(self.layers[layer], k, v, frames, tokens_per_frame)
+        if self.max_context_frames is not None:  # the next block's window: the newest frames
+            entry = entry.select(entry.frame > int(entry.frame.max()) - self.max_context_frames)
+        self.layers[layer] = entry
+
+
+def merged(entry: LayerKV | None, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> LayerKV:
+    """`entry` with the frames' keys/values [B, frames*tokens, heads, hd] added or replaced."""
+    k = k.unflatten(1, (len(frames), tokens_per_frame))
+    v = v.unflatten(1, (len(frames), tokens_per_frame))
+    frames = frames.to(k.device)
+    if entry is None:
+        return LayerKV(k=k, v=v, frame=frames)
+    old = entry.select(~torch.isin(entry.frame, frames))
+    return LayerKV(
+        k=torch.cat([old.k, k], dim=1), v=torch.cat([old.v, v], dim=1), frame=torch.cat([old.frame, frames])
+    )

@@ -1,15 +1,17 @@
 """Rolling Sink: a training-free KV cache for rollouts past the training horizon.
 
 Past the horizon the attention window stays the training window (21 latent frames at both
-scales): a block attends to the newest `window - block` context frames. The clean keys/values of
-the first `sweep_frames` generated frames are kept aside; after each block's clean-context pass,
-the previous block's slots are overwritten by stored early frames, re-rotated at those slots'
-positions. Which early frames: a ping-pong sweep over them, forward then backward, so that in the
-steady state a block sees `window - 2*block` sink frames, the real previous block and itself, at
-the same relative offsets as in training. Memory is bounded by `window + sweep` frames.
+scales): a block attends to the `window - block` positions before it. The clean keys/values of
+the first `sweep_frames` generated frames are kept aside. Once a block's successor has been
+written past the horizon, its positions no longer hold its own keys but stored early frames,
+re-rotated at those positions, chosen by a ping-pong sweep (forward, then backward). In the
+steady state a block therefore sees `window - 2*block` sink frames, the real previous block and
+itself, at the same relative offsets as in training.
 
-Rolling Sink's release keeps absolute positions with an 8192-entry RoPE table; this cache re-bases
-positions at attention time instead (RoPE is relative: equal up to rounding, and no length limit).
+Sink slots are not copies: they index the early-frame store when the context is assembled, and
+the early frames live only there, so the cache holds about as many frames as inside the training
+horizon. Rolling Sink's release keeps absolute positions with an 8192-entry RoPE table; positions
+here are re-based at attention time (RoPE is relative: equal up to rounding, and no length limit).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mirai_train.models.kv_cache import KVCache
+from mirai_train.models.kv_cache import KVCache, LayerKV, merged
 
 
 def sweep_frame(position: int, sweep_frames: int) -> int:
@@ -35,29 +37,61 @@ class RollingSinkCache(KVCache):
             )
         super().__init__(num_layers, max_context_frames=window_frames - block_frames)
         self.window_frames, self.sweep_frames, self.block_frames = window_frames, sweep_frames, block_frames
-        self._early: list[tuple[Tensor, Tensor] | None] = [None] * num_layers  # [B, S, tokens, H, hd]
+        self.early: list[LayerKV | None] = [None] * num_layers
 
     def write(self, layer: int, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> None:
-        super().write(layer, k, v, frames, tokens_per_frame)
-        entry = self.layers[layer]
-        assert entry is not None
+        """Early frames go to the early store, the others to the window; sink slots drop their keys."""
+        is_early = frames.to(k.device) < self.sweep_frames
+        k, v = k.unflatten(1, (len(frames), -1)), v.unflatten(1, (len(frames), -1))
+        if bool(is_early.any()):
+            early = (k[:, is_early].flatten(1, 2), v[:, is_early].flatten(1, 2), frames[is_early.cpu()])
+            self.early[layer] = merged(self.early[layer], *early, tokens_per_frame)
+        if bool(is_early.all()):
+            return
+        rest = ~is_early
+        super().write(
+            layer, k[:, rest].flatten(1, 2), v[:, rest].flatten(1, 2), frames[rest.cpu()], tokens_per_frame
+        )
         first = int(frames[0])
-        if first < self.sweep_frames:
-            self._keep_early(layer, entry.k, entry.v, entry.frame)
-        if first >= self.window_frames:
-            self._sink_previous_block(layer, first)
+        entry = self.layers[layer]
+        if first >= self.window_frames and entry is not None:  # earlier blocks past the horizon: sink slots
+            self.layers[layer] = entry.select(
+                (entry.frame < self.window_frames - self.block_frames) | (entry.frame >= first)
+            )
 
-    def _keep_early(self, layer: int, k: Tensor, v: Tensor, frame: Tensor) -> None:
-        early = frame < self.sweep_frames
-        self._early[layer] = (k[:, early].clone(), v[:, early].clone())
+    def _early_slots(self, before_frame: int) -> tuple[list[int], list[int]]:
+        """(positions, early frame at each) in the window before `before_frame`."""
+        low = max(0, before_frame - (self.window_frames - self.block_frames))
+        positions = list(range(low, min(self.sweep_frames, before_frame)))
+        sink_low = max(low, self.window_frames - self.block_frames)
+        sink = list(range(sink_low, before_frame - self.block_frames))
+        return positions + sink, positions + [sweep_frame(p, self.sweep_frames) for p in sink]
 
-    def _sink_previous_block(self, layer: int, first: int) -> None:
-        entry, early = self.layers[layer], self._early[layer]
-        assert entry is not None
-        if early is None or early[0].shape[1] < self.sweep_frames:
-            raise RuntimeError("Rolling Sink needs the first sweep_frames frames written before the horizon")
-        for position in range(first - self.block_frames, first):
-            slot = torch.nonzero(entry.frame == position).flatten()
-            source = sweep_frame(position, self.sweep_frames)
-            entry.k[:, slot] = early[0][:, source : source + 1]
-            entry.v[:, slot] = early[1][:, source : source + 1]
+    def context_positions(self, before_frame: int) -> Tensor | None:
+        real = super().context_positions(before_frame)
+        positions, _ = self._early_slots(before_frame)
+        if not positions:
+            return real
+        early = torch.tensor(positions)
+        return early if real is None else torch.cat([early.to(real.device), real])
+
+    def context(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
+        """Early and sink slots, then the real frames (key order is free: RoPE carries position)."""
+        real = super().context(layer, before_frame)
+        positions, sources = self._early_slots(before_frame)
+        if not positions:
+            return real
+        store = self.early[layer]
+        if store is None or len(store.frame) < max(sources) + 1:
+            raise RuntimeError("Rolling Sink needs the early frames written before they are attended to")
+        order = torch.argsort(store.frame)
+        index = order[torch.tensor(sources, device=order.device)]
+        k, v = store.k[:, index].flatten(1, 2), store.v[:, index].flatten(1, 2)
+        if real is None:
+            return k, v
+        return torch.cat([k, real[0]], dim=1), torch.cat([v, real[1]], dim=1)
+
+    def held_frames(self) -> int:
+        """Frames of keys/values held per layer (early store + window): bounded."""
+        early = self.early[0]
+        return len(self) + (0 if early is None else len(early.frame))
