@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from mirai_train.checkpoint import CheckpointError, import_checkpoint
-
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
@@ -39,6 +37,8 @@ def import_command(
     ] = 128,
 ) -> None:
     """Convert a Wan-family checkpoint into the project's checkpoint format."""
+    from mirai_train.checkpoint import CheckpointError, import_checkpoint  # torch + diffusers: not for --help
+
     try:
         meta = import_checkpoint(
             source, out, config_path=config, ema=ema, attention_head_dim=attention_head_dim

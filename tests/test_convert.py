@@ -209,6 +209,12 @@ def test_read_generator_from_flat_files(tmp_path: Path) -> None:
         {k: original[k] for k in keys[10:]}, folder / "diffusion_pytorch_model-00002-of-00002.safetensors"
     )
     assert read_generator(folder).state_dict.keys() == imported.state_dict.keys()
+    pipeline = tmp_path / "Wan2.1-T2V-tiny-Diffusers"
+    (pipeline / "transformer").mkdir(parents=True)
+    save_file(
+        original_to_diffusers(original), pipeline / "transformer" / "diffusion_pytorch_model.safetensors"
+    )
+    assert read_generator(pipeline).state_dict.keys() == imported.state_dict.keys()
 
 
 def test_read_generator_errors_name_the_file(tmp_path: Path) -> None:

@@ -150,6 +150,8 @@ class ImportedWeights:
 
 
 def _load_tensors(path: Path) -> Any:
+    if (path / "transformer").is_dir():  # a diffusers Wan pipeline folder
+        path = path / "transformer"
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:
@@ -174,7 +176,8 @@ def read_generator(path: str | Path, *, ema: bool = False) -> ImportedWeights:
     """The generator of a Wan-family checkpoint file or folder, in diffusers layout.
 
     Training files keep `generator` (or `generator_ema` when `ema`); the other networks are dropped
-    and listed in `notes`. A flat file is the generator itself.
+    and listed in `notes`. A flat file is the generator itself; a folder holds its *.safetensors
+    shards (a diffusers Wan pipeline folder: those of `transformer/`).
     """
     path = Path(path)
     loaded = _load_tensors(path)
