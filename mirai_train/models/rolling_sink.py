@@ -38,6 +38,7 @@ class RollingSinkCache(KVCache):
         super().__init__(num_layers, max_context_frames=window_frames - block_frames)
         self.window_frames, self.sweep_frames, self.block_frames = window_frames, sweep_frames, block_frames
         self.early: list[LayerKV | None] = [None] * num_layers
+        self._slots: dict[int, tuple[Tensor, Tensor]] = {}  # before_frame -> (positions, store index)
 
     def write(self, layer: int, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> None:
         """Early frames go to the early store, the others to the window; sink slots drop their keys."""
@@ -46,6 +47,7 @@ class RollingSinkCache(KVCache):
         if bool(is_early.any()):
             early = (k[:, is_early].flatten(1, 2), v[:, is_early].flatten(1, 2), frames[is_early.cpu()])
             self.early[layer] = merged(self.early[layer], *early, tokens_per_frame)
+            self._slots.clear()
         if bool(is_early.all()):
             return
         rest = ~is_early
@@ -59,33 +61,42 @@ class RollingSinkCache(KVCache):
                 (entry.frame < self.window_frames - self.block_frames) | (entry.frame >= first)
             )
 
-    def _early_slots(self, before_frame: int) -> tuple[list[int], list[int]]:
-        """(positions, early frame at each) in the window before `before_frame`."""
-        low = max(0, before_frame - (self.window_frames - self.block_frames))
-        positions = list(range(low, min(self.sweep_frames, before_frame)))
-        sink_low = max(low, self.window_frames - self.block_frames)
-        sink = list(range(sink_low, before_frame - self.block_frames))
-        return positions + sink, positions + [sweep_frame(p, self.sweep_frames) for p in sink]
+    def _early_slots(self, before_frame: int) -> tuple[Tensor, Tensor]:
+        """(positions, index into the early store) of the early and sink slots before `before_frame`.
+
+        Computed once per block and shared by every layer (the stores' frame order is the same).
+        """
+        if before_frame not in self._slots:
+            low = max(0, before_frame - (self.window_frames - self.block_frames))
+            own = list(range(low, min(self.sweep_frames, before_frame)))
+            sink = list(
+                range(max(low, self.window_frames - self.block_frames), before_frame - self.block_frames)
+            )
+            sources = own + [sweep_frame(p, self.sweep_frames) for p in sink]
+            store = self.early[0]
+            if sources and (store is None or not set(sources) <= set(store.frame.tolist())):
+                raise RuntimeError("Rolling Sink needs the early frames written before they are attended to")
+            index = torch.empty(0, dtype=torch.long)
+            if store is not None and sources:
+                row = {int(f): i for i, f in enumerate(store.frame.tolist())}
+                index = torch.tensor([row[f] for f in sources], device=store.k.device)
+            self._slots = {before_frame: (torch.tensor(own + sink, dtype=torch.long), index)}
+        return self._slots[before_frame]
 
     def context_positions(self, before_frame: int) -> Tensor | None:
         real = super().context_positions(before_frame)
         positions, _ = self._early_slots(before_frame)
-        if not positions:
+        if not len(positions):
             return real
-        early = torch.tensor(positions)
-        return early if real is None else torch.cat([early.to(real.device), real])
+        return positions if real is None else torch.cat([positions.to(real.device), real])
 
     def context(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
         """Early and sink slots, then the real frames (key order is free: RoPE carries position)."""
         real = super().context(layer, before_frame)
-        positions, sources = self._early_slots(before_frame)
-        if not positions:
-            return real
+        _, index = self._early_slots(before_frame)
         store = self.early[layer]
-        if store is None or len(store.frame) < max(sources) + 1:
-            raise RuntimeError("Rolling Sink needs the early frames written before they are attended to")
-        order = torch.argsort(store.frame)
-        index = order[torch.tensor(sources, device=order.device)]
+        if not len(index) or store is None:
+            return real
         k, v = store.k[:, index].flatten(1, 2), store.v[:, index].flatten(1, 2)
         if real is None:
             return k, v
