@@ -2,6 +2,104 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+@app.command()
+def score(
+    videos: Annotated[
+        Path, typer.Option("--videos", help="Folder of mp4 files named VBench-style, '{prompt}-{i}.mp4'.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="JSON file for per-video and aggregate results.")],
+    profile: Annotated[
+        str, typer.Option("--profile", help="'vbench' (official weights) or 'toy'.")
+    ] = "vbench",
+    dims: Annotated[
+        str, typer.Option("--dims", help="Comma-separated VBench dimensions; default all 16.")
+    ] = "",
+    device: Annotated[
+        str, typer.Option("--device", help="torch device for the native backbones, e.g. cuda.")
+    ] = "cpu",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Frames per backbone forward (raise on GPUs).")
+    ] = 16,
+    flow_batch_size: Annotated[
+        int, typer.Option("--flow-batch-size", help="Frame pairs per RAFT forward.")
+    ] = 2,
+    weight: Annotated[
+        list[str] | None, typer.Option("--weight", help="KEY=PATH for a weight file (see the README).")
+    ] = None,
+    full_info: Annotated[
+        Path | None, typer.Option("--full-info", help="VBench_full_info.json (appearance style).")
+    ] = None,
+    static_filter: Annotated[
+        bool, typer.Option("--static-filter", help="Temporal flickering on static videos only.")
+    ] = False,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="'whole' videos or VBench-Long 'clips'.")
+    ] = "whole",
+    clip_seconds: Annotated[
+        float, typer.Option("--clip-seconds", help="Clip length of the 'clips' protocol.")
+    ] = 2.0,
+    size: Annotated[
+        str | None, typer.Option("--size", help="Expected HxW; other sizes are per-video errors.")
+    ] = None,
+    missing: Annotated[
+        str, typer.Option("--missing", help="Final score with missing dims: refuse|reweight.")
+    ] = "refuse",
+    vbench_python: Annotated[
+        str | None, typer.Option("--vbench-python", help="Python of the vbench environment.")
+    ] = None,
+) -> None:
+    """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
+    from mirai_eval.scoring.dimensions import DIMENSIONS
+    from mirai_eval.scoring.longvideo import Protocol
+    from mirai_eval.scoring.profiles import ScoringOptions
+    from mirai_eval.scoring.report import print_summary, write_results
+    from mirai_eval.scoring.runner import ScoreRequest, score_folder
+
+    if profile not in ("vbench", "toy"):
+        raise typer.BadParameter(f"unknown profile {profile!r}; use vbench or toy", param_hint="--profile")
+    if missing not in ("refuse", "reweight"):
+        raise typer.BadParameter(f"{missing!r}: use refuse or reweight", param_hint="--missing")
+    names = [d.strip() for d in dims.split(",") if d.strip()] or list(DIMENSIONS)
+    weights = {}
+    for item in weight or []:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(
+                f"{item!r}: write KEY=PATH, e.g. dino_vitb16=/w/dino.pth", param_hint="--weight"
+            )
+        weights[key] = path
+    expected = None
+    if size:
+        try:
+            height, width = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(f"{size!r}: write HxW, e.g. 480x832", param_hint="--size") from None
+        expected = (height, width)
+    request = ScoreRequest(
+        videos=videos,
+        profile=profile,  # type: ignore[arg-type]
+        dims=names,
+        options=ScoringOptions(device, batch_size, flow_batch_size, weights, full_info, static_filter),
+        protocol=Protocol(protocol, clip_seconds),
+        expected_size=expected,
+        missing=missing,  # type: ignore[arg-type]
+        vbench_python=vbench_python,
+    )
+    try:
+        results = score_folder(request)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    write_results(out, results)
+    print_summary(results)
+    typer.echo(f"results written to {out}")
+    if results["failed_videos"]:
+        raise typer.Exit(1)

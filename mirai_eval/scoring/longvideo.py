@@ -1,0 +1,52 @@
+"""The 30 s protocol: VBench-Long style clips, or the whole video, selectable.
+
+VBench-Long cuts a long video into clips of a fixed duration, scores each clip as a video and
+averages the clips per video. We cut the already decoded frames (no re-encoding), keep every
+clip's value for drift curves, and add up the frame weights so aggregates stay VBench's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mirai_eval.scoring.base import Dimension, VideoScore
+from mirai_eval.video import MIN_FRAMES, Video
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """`whole` scores each video as one; `clips` cuts it into `clip_seconds` pieces."""
+
+    mode: str = "whole"
+    clip_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "clips"):
+            raise ValueError(f"protocol must be 'whole' or 'clips', got {self.mode!r}")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"clip length must be positive seconds, got {self.clip_seconds}")
+
+
+def split_clips(video: Video, clip_seconds: float) -> list[Video]:
+    """Consecutive clips of round(clip_seconds * fps) frames; a last piece shorter than 2 frames is dropped."""
+    length = max(MIN_FRAMES, round(clip_seconds * video.fps))
+    total = video.frames.shape[0]
+    return [
+        replace(video, frames=video.frames[start : start + length])
+        for start in range(0, total, length)
+        if min(length, total - start) >= MIN_FRAMES
+    ]
+
+
+def score_clips(
+    dimension: Dimension, video: Video, prompt: str, clip_seconds: float
+) -> tuple[VideoScore, list[float]]:
+    """Per-video score as the mean of its clips' values, plus those values in order."""
+    scores = [dimension.score(clip, prompt) for clip in split_clips(video, clip_seconds)]
+    values = [s.value for s in scores]
+    combined = VideoScore(
+        value=sum(values) / len(values),
+        total=sum(s.total for s in scores),
+        count=sum(s.count for s in scores),
+    )
+    return combined, values

@@ -1,0 +1,148 @@
+"""Scoring profiles: which dimensions run natively, which go to the vbench package, which cannot run.
+
+`vbench`: official weights (see weights.py) for the native dimensions, the vbench package in its
+own virtual environment for the others. `toy`: what the CPU-sized sprites world supports; the
+dimensions that need small models trained on it are listed in TOY_UNAVAILABLE with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from mirai_eval.scoring.backbones.dino import DinoViT
+from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
+from mirai_eval.scoring.base import Dimension
+from mirai_eval.scoring.consistency import background_consistency, subject_consistency
+from mirai_eval.scoring.dimensions import DIMENSIONS
+from mirai_eval.scoring.dynamic import DynamicDegree
+from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
+from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
+from mirai_eval.scoring.weights import NEEDS, resolve_weights
+
+Profile = Literal["vbench", "toy"]
+NATIVE = (
+    "subject_consistency",
+    "background_consistency",
+    "temporal_flickering",
+    "dynamic_degree",
+    "aesthetic_quality",
+    "appearance_style",
+)
+DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
+
+_NOT_TRAINED = (
+    "needs the small {model} trained on the sprites world; that mirai-train recipe does not exist yet"
+)
+TOY_UNAVAILABLE = {
+    "subject_consistency": _NOT_TRAINED.format(model="image encoder (DINO stand-in)"),
+    "background_consistency": _NOT_TRAINED.format(model="image encoder (CLIP stand-in)"),
+    "motion_smoothness": _NOT_TRAINED.format(model="frame interpolator (AMT stand-in)"),
+    "dynamic_degree": _NOT_TRAINED.format(model="optical-flow network (RAFT stand-in)"),
+    "aesthetic_quality": "no meaning on sprites: there is no aesthetic preference data for the sprites world",
+    "imaging_quality": _NOT_TRAINED.format(model="distortion-quality regressor (MUSIQ stand-in)"),
+    "object_class": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
+    "multiple_objects": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
+    "color": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
+    "spatial_relationship": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
+    "human_action": "no meaning on sprites: the sprites world has no people or human actions",
+    "scene": "no meaning on sprites: the sprites world has one kind of background, no scene categories",
+    "appearance_style": "no meaning on sprites: sprites are rendered in one style",
+    "temporal_style": _NOT_TRAINED.format(model="video-text encoder (ViCLIP stand-in)"),
+    "overall_consistency": _NOT_TRAINED.format(model="video-text encoder (ViCLIP stand-in)"),
+}
+
+
+@dataclass
+class ScoringOptions:
+    """Run settings; batch sizes and device matter most on GPUs, where batching removes launch overhead."""
+
+    device: str = "cpu"
+    batch_size: int = 16
+    flow_batch_size: int = 2
+    weights: dict[str, str] = field(default_factory=dict)
+    full_info: Path | None = None
+    static_filter: bool = False
+
+
+@dataclass
+class ScoringPlan:
+    native: dict[str, Dimension]
+    delegated: tuple[str, ...]
+    unavailable: dict[str, str]
+    static_filter: StaticFilter | None = None
+
+
+def load_dino(path: Path, device: str) -> DinoViT:
+    model = DinoViT()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    return model.eval().to(device)
+
+
+def load_clip(path: Path, device: str) -> torch.nn.Module:
+    import clip
+
+    model, _ = clip.load(str(path), device=device, jit=False)
+    return model.eval()
+
+
+def load_styles(full_info: Path | None) -> dict[str, str]:
+    """prompt -> appearance-style text, from VBench_full_info.json."""
+    if full_info is None:
+        raise ValueError(
+            "appearance_style needs each prompt's style text: pass --full-info pointing to "
+            "VBench_full_info.json (shipped inside the vbench package)"
+        )
+    entries = json.loads(Path(full_info).read_text())
+    return {
+        e["prompt_en"]: e["auxiliary_info"]["appearance_style"]["appearance_style"]
+        for e in entries
+        if "appearance_style" in e.get("dimension", []) and "auxiliary_info" in e
+    }
+
+
+def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> ScoringPlan:
+    """Load what the requested dimensions need; a missing weight file fails before any video is read."""
+    for name in dims:
+        if name not in DIMENSIONS:
+            raise ValueError(f"unknown dimension {name!r}; valid: {', '.join(DIMENSIONS)}")
+    if profile == "toy":
+        native: dict[str, Dimension] = {}
+        if "temporal_flickering" in dims:
+            native["temporal_flickering"] = TemporalFlickering()
+        unavailable = {n: TOY_UNAVAILABLE[n] for n in dims if n in TOY_UNAVAILABLE}
+        return ScoringPlan(native=native, delegated=(), unavailable=unavailable)
+    if profile != "vbench":
+        raise ValueError(f"unknown profile {profile!r}; valid: vbench, toy")
+    needed = [key for n in dims for key in NEEDS.get(n, ())]
+    if options.static_filter:
+        needed += list(NEEDS["static_filter"])
+    paths = resolve_weights(needed, options.weights)
+    device, batch = options.device, options.batch_size
+    clip_b = load_clip(paths["clip_vitb32"], device) if "clip_vitb32" in paths else None
+    flow = RaftFlow(load_raft(str(paths["raft_things"])).to(device)) if "raft_things" in paths else None
+    native = {}
+    for name in dims:
+        if name == "subject_consistency":
+            native[name] = subject_consistency(load_dino(paths["dino_vitb16"], device), batch, device)
+        elif name == "background_consistency" and clip_b is not None:
+            native[name] = background_consistency(clip_b, batch, device)
+        elif name == "temporal_flickering":
+            native[name] = TemporalFlickering()
+        elif name == "dynamic_degree" and flow is not None:
+            native[name] = DynamicDegree(flow, options.flow_batch_size, device)
+        elif name == "aesthetic_quality":
+            clip_l = load_clip(paths["clip_vitl14"], device)
+            native[name] = AestheticQuality(
+                clip_l, aesthetic_head(str(paths["aesthetic_head"])).to(device), 32, device
+            )
+        elif name == "appearance_style" and clip_b is not None:
+            native[name] = AppearanceStyle(clip_b, load_styles(options.full_info), 32, device)
+    static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None
+    delegated = tuple(n for n in dims if n not in native)
+    return ScoringPlan(native=native, delegated=delegated, unavailable={}, static_filter=static)
