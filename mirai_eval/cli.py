@@ -7,7 +7,50 @@ from typing import Annotated
 
 import typer
 
+from mirai_train.cli_options import CheckpointDir, Device, Seed, UseEma
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+@app.command()
+def generate(
+    checkpoint: CheckpointDir,
+    prompt: Annotated[str, typer.Option("--prompt", help="The text prompt.")],
+    out: Annotated[Path, typer.Option("--out", help="The mp4 file to write.")],
+    seconds: Annotated[
+        float,
+        typer.Option("--seconds", help="Length; past the training horizon the Rolling Sink takes over."),
+    ] = 5.0,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    ema: UseEma = False,
+) -> None:
+    """Generate one video from a checkpoint (5 s in the training horizon; e.g. 30 s with the Rolling Sink)."""
+    from rich.progress import Progress
+
+    from mirai_eval.generate import Generator
+    from mirai_train.checkpoint import CheckpointError
+
+    try:
+        generator = Generator.load(checkpoint, use_ema=ema, device=device)
+    except CheckpointError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    frames = generator.latent_frames(seconds)
+    mode = "Rolling Sink" if generator.past_horizon(frames) else "KV cache"
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"{frames} latent frames ({mode})", total=None)
+        video = generator.generate(
+            prompt,
+            seconds,
+            seed,
+            on_block=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    generator.write(video, out)
+    fps = generator.spec.video.fps
+    typer.echo(
+        f"wrote {out}: {video.shape[0]} frames at {fps} fps ({video.shape[0] / fps:.2f} s), seed {seed}"
+    )
 
 
 @app.command()

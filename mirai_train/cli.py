@@ -7,7 +7,40 @@ from typing import Annotated
 
 import typer
 
+from mirai_train.cli_options import ConfigFile, OutDir, Seed
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def fail(error: Exception) -> typer.Exit:
+    """Print a known error without a traceback; the message already names the file and the fix."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def init(config: ConfigFile, out: OutDir, seed: Seed = 0) -> None:
+    """Write a randomly initialised generator checkpoint for a generator spec."""
+    import torch
+
+    from mirai_train.checkpoint import CheckpointError, Provenance, save_checkpoint
+    from mirai_train.config_files import ConfigError, load_model
+    from mirai_train.models.causal_wan import CausalWanTransformer
+    from mirai_train.spec import GeneratorSpec
+
+    try:
+        spec = load_model(config, GeneratorSpec)
+        torch.manual_seed(seed)
+        model = CausalWanTransformer(**spec.transformer_kwargs())
+        meta = save_checkpoint(
+            out,
+            spec,
+            model.state_dict(),
+            provenance=Provenance(source=f"init from {config} with seed {seed}"),
+        )
+    except (ConfigError, CheckpointError, FileExistsError) as error:
+        raise fail(error) from error
+    typer.echo(f"wrote {out} (content sha256 {meta.content_sha256})")
 
 
 @app.command("import")
@@ -44,8 +77,7 @@ def import_command(
             source, out, config_path=config, ema=ema, attention_head_dim=attention_head_dim
         )
     except (CheckpointError, FileExistsError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from error
+        raise fail(error) from error
     for note in meta.provenance.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {out} (content sha256 {meta.content_sha256})")

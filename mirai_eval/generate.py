@@ -1,0 +1,107 @@
+"""Rollouts of a checkpoint for a prompt: 5 s inside the training horizon, 30 s past it.
+
+Past the training horizon the KV cache turns into a Rolling Sink (bounded memory, re-based RoPE),
+as the paper does for its 30 s results; inside it the rollout is Self-Forcing's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mirai_eval.video import write_mp4
+from mirai_train.checkpoint import load_checkpoint
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.codecs import VideoCodec, build_codec
+from mirai_train.models.kv_cache import KVCache
+from mirai_train.models.rolling_sink import RollingSinkCache
+from mirai_train.models.text_encoders import TextEncoder, build_text_encoder
+from mirai_train.sampling import RolloutConfig, rollout
+from mirai_train.spec import GeneratorSpec
+
+
+@dataclass
+class Generator:
+    """A loaded checkpoint with its codec and text encoder: everything that turns text into video."""
+
+    spec: GeneratorSpec
+    model: CausalWanTransformer
+    codec: VideoCodec
+    text_encoder: TextEncoder
+
+    @classmethod
+    def load(cls, checkpoint: Path | str, *, use_ema: bool = False, device: str = "cpu") -> Generator:
+        spec, model = load_checkpoint(checkpoint, use_ema=use_ema, device=device)
+        codec = build_codec(spec.codec, device=device)
+        return cls(spec, model.eval(), codec, build_text_encoder(spec.text_encoder, device=device))
+
+    def latent_frames(self, seconds: float) -> int:
+        """Latent frames covering `seconds`: 1 + ceil(fps*s / 4), rounded up to whole blocks (5 s -> 21)."""
+        fps, block = self.spec.video.fps, self.model.num_frame_per_block
+        frames = 1 + math.ceil(seconds * fps / self.codec.temporal_factor - 1e-9)
+        return block * math.ceil(frames / block)
+
+    def rollout_config(self, latent_frames: int) -> RolloutConfig:
+        video = self.spec.video
+        factor = self.codec.spatial_factor
+        return RolloutConfig(
+            num_frames=latent_frames,
+            latent_channels=self.codec.latent_channels,
+            latent_height=video.height // factor,
+            latent_width=video.width // factor,
+            sampler=self.spec.sampler,
+            repeat_block_noise=self.past_horizon(latent_frames) and self.spec.rolling_sink.repeat_block_noise,
+        )
+
+    def past_horizon(self, latent_frames: int) -> bool:
+        return latent_frames > self.spec.video.train_latent_frames
+
+    def make_cache(self, latent_frames: int) -> Callable[[], KVCache]:
+        """Plain cache inside the training horizon; Rolling Sink past it."""
+        layers = len(self.model.blocks)
+        if not self.past_horizon(latent_frames):
+            return lambda: KVCache(layers)
+        sink = self.spec.rolling_sink
+        return lambda: RollingSinkCache(
+            layers,
+            window_frames=sink.window_frames,
+            sweep_frames=sink.sweep_frames,
+            block_frames=self.model.num_frame_per_block,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: str,
+        seconds: float,
+        seed: int,
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Video frames uint8 [T, H, W, 3] for `prompt`; the same seed gives the same frames."""
+        device = next(self.model.parameters()).device
+        frames = self.latent_frames(seconds)
+        text = self.text_encoder.encode([prompt]).to(device)
+        sampler = self.spec.sampler
+        negative = None
+        if sampler.guidance_scale != 1.0:
+            negative = self.text_encoder.encode([sampler.negative_prompt]).to(device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        latents = rollout(
+            self.model,
+            text,
+            self.rollout_config(frames),
+            generator=generator,
+            negative_text=negative,
+            make_cache=self.make_cache(frames),
+            on_block=on_block,
+        )
+        video = self.codec.decode(latents)[0]  # [3, T, H, W] in [-1, 1]
+        return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
+    def write(self, frames: Tensor, out: Path | str) -> None:
+        write_mp4(out, frames, fps=self.spec.video.fps)
