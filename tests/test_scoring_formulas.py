@@ -1,0 +1,66 @@
+"""VBench's per-video formulas on inputs small enough to work out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mirai_eval.scoring.backbones.dino import DinoViT
+from mirai_eval.scoring.base import VideoScore, aggregate
+from mirai_eval.scoring.consistency import frame_consistency
+from mirai_eval.scoring.dynamic import is_dynamic, sampled_indices
+from mirai_eval.scoring.flicker import flicker_score, top_mean
+
+
+def test_consistency_formula_clamps_negative_cosines() -> None:
+    # f1 = (1, 0); f2 at 60 degrees; f3 = (-1, 0): cos(f2, f3) = -0.5 and cos(f1, f3) = -1 clamp to 0.
+    features = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [-2.0, 0.0]])
+    score = frame_consistency(features)
+    assert score.frames == pytest.approx([(0.5 + 0.5) / 2, (0.0 + 0.0) / 2], abs=1e-6)
+    assert score.value == pytest.approx(0.25, abs=1e-6) and score.count == 2
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        frame_consistency(features[:1])
+
+
+def test_frame_weighted_and_video_mean_aggregates_differ() -> None:
+    short = VideoScore(value=0.5, total=0.5, count=1)
+    long = VideoScore(value=1.0, total=3.0, count=3)
+    assert aggregate([short, long], "frame_weighted") == pytest.approx(3.5 / 4)
+    assert aggregate([short, long], "video_mean") == pytest.approx(0.75)
+
+
+def test_flicker_score_by_hand() -> None:
+    frames = torch.zeros(3, 2, 2, 3, dtype=torch.uint8)
+    frames[1] = 10  # |f1 - f0| = 10 everywhere, |f2 - f1| = 10 everywhere
+    assert flicker_score(frames) == pytest.approx((255 - 10) / 255)
+    frames[2] = 40  # pair means 10 and 30 -> 20
+    assert flicker_score(frames) == pytest.approx((255 - 20) / 255)
+
+
+def test_top_mean_uses_the_largest_magnitudes() -> None:
+    flow = torch.zeros(2, 10, 10)
+    flow[0, 0, :5] = 3.0
+    flow[1, 0, :5] = 4.0  # five pixels of magnitude 5 among 100
+    assert top_mean(flow, 0.05) == pytest.approx(5.0)
+    assert top_mean(flow, 0.10) == pytest.approx(2.5)
+
+
+def test_dynamic_decision_thresholds() -> None:
+    # 480x832 frames: threshold 6 * 480 / 256 = 11.25; 16 sampled frames need round(4) = 4 moving pairs.
+    assert sampled_indices(33, 16.0) == list(range(0, 33, 2))
+    assert is_dynamic([12.0] * 4 + [0.0] * 11, 480, 832, 16)
+    assert not is_dynamic([12.0] * 3 + [11.25] * 12, 480, 832, 16)
+    assert not is_dynamic([], 480, 832, 1)  # no pair at all is never dynamic, as in VBench
+
+
+def test_dino_positional_resizing() -> None:
+    torch.manual_seed(0)
+    model = DinoViT(dim=48, depth=1, heads=2).eval()
+    torch.nn.init.normal_(model.pos_embed)
+    assert model._positions(14, 14) is model.pos_embed
+    resized = model._positions(14, 24)
+    assert resized.shape == (1, 1 + 14 * 24, 48)
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 224, 398)).shape == (2, 48)
