@@ -38,3 +38,35 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+VBENCH_PINS = ("torch==2.14.1", "torchvision==0.29.1", "vbench==0.1.5", "setuptools<81")
+
+
+@nox.session(python=PYTHON)
+def vbench(session: nox.Session) -> None:
+    """Parity of our native dimensions with the vbench package (own venv: it pins transformers 4.33)."""
+    session.install(*VBENCH_PINS, "pytest>=8")
+    # Our package without its dependencies: vbench's pins (transformers, numpy<2) must win.
+    session.install("--no-deps", "-e", ".")
+    session.install("typer>=0.12", "rich>=13", "pydantic>=2.6", "pyyaml>=6", "av>=12")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-o",
+        "python_files=parity_*.py",
+        "tests/vbench_parity",
+        *session.posargs,
+    )
+
+
+@nox.session(name="bench_score", python=PYTHON)
+def bench_score(session: nox.Session) -> None:
+    """benchmarks/score.py: our scoring time against the vbench package's and against the floor."""
+    session.install(*VBENCH_PINS)
+    session.install("--no-deps", "-e", ".")
+    session.install("av>=12")
+    session.run("python", "benchmarks/score.py", *session.posargs)
