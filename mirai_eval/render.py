@@ -1,0 +1,164 @@
+"""Tables -> LaTeX (booktabs) and Markdown through Jinja templates in tables/templates.
+
+The LaTeX environment uses LaTeX-safe delimiters (`\\VAR{...}`, `\\BLOCK{...}`, `\\#{...}`) so
+braces and `%` in the template are plain LaTeX, and escapes every value it prints: a model
+label or caption containing `%`, `&`, `_`, `#`, `$` or braces cannot break the document.
+Markup (bold, marks, intervals) lives in the templates; Python hands them formatted numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from mirai_eval.tables import Cell, Table
+
+Format = Literal["tex", "md"]
+TEMPLATES = Path(__file__).resolve().parents[1] / "tables" / "templates"
+HORIZON_TEXT = {"5s": "5 s", "30s": "30 s"}
+
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "\n": " ",
+}
+_MARKDOWN = {ch: "\\" + ch for ch in "\\`*_[]<>|~$#"} | {"\n": " "}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def markdown_escape(text: str) -> str:
+    return "".join(_MARKDOWN.get(ch, ch) for ch in text)
+
+
+def _finalize(escape: Callable[[str], str]) -> Callable[[Any], str]:
+    """Every printed value is escaped; numbers reach the templates already formatted as digits."""
+
+    def finalize(value: Any) -> str:
+        return escape(str(value))
+
+    return finalize
+
+
+def environment(fmt: Format, templates: Path = TEMPLATES) -> Environment:
+    if not templates.is_dir():
+        raise FileNotFoundError(
+            f"{templates}: table templates not found; run from a checkout that has tables/templates "
+            "or pass the templates directory"
+        )
+    common: dict[str, Any] = dict(
+        loader=FileSystemLoader(templates),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    if fmt == "tex":
+        return Environment(
+            block_start_string=r"\BLOCK{",
+            block_end_string="}",
+            variable_start_string=r"\VAR{",
+            variable_end_string="}",
+            comment_start_string=r"\#{",
+            comment_end_string="}",
+            line_comment_prefix="%#",
+            finalize=_finalize(latex_escape),
+            **common,
+        )
+    return Environment(finalize=_finalize(markdown_escape), **common)
+
+
+@dataclass(frozen=True)
+class CellView:
+    """A cell as the templates see it: formatted numbers and flags."""
+
+    text: str  # the value, or "n/a"
+    low: str
+    high: str
+    bold: bool
+    mark: bool
+    reported: str
+    difference: str
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of adjacent columns at one horizon, for the header row above the column names."""
+
+    text: str
+    first: int  # 1-based column number in the body, the label column being column 1
+    last: int
+
+
+def _number(value: float | None, decimals: int, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
+
+
+def _view(cell: Cell, table: Table) -> CellView:
+    spec = table.spec
+    d = spec.decimals
+    has_interval = spec.intervals and cell.low is not None and cell.high is not None
+    return CellView(
+        text=_number(cell.value, d),
+        low=_number(cell.low, d) if has_interval else "",
+        high=_number(cell.high, d) if has_interval else "",
+        bold=cell.bold,
+        mark=spec.significance and cell.significant,
+        reported=_number(cell.reported, d),
+        difference=_number(cell.difference, d, sign=True),
+    )
+
+
+def _spans(table: Table, width: int) -> list[Span]:
+    """Adjacent columns sharing a horizon; `width` body columns per table column (3 when reported)."""
+    spans: list[Span] = []
+    for i, column in enumerate(table.columns):
+        first, last = 2 + i * width, 1 + (i + 1) * width
+        if spans and spans[-1].text == HORIZON_TEXT[column.horizon]:
+            spans[-1] = Span(spans[-1].text, spans[-1].first, last)
+        else:
+            spans.append(Span(HORIZON_TEXT[column.horizon], first, last))
+    return spans
+
+
+def template_name(table: Table, fmt: Format) -> str:
+    kind = table.spec.kind
+    stem = "ablation" if kind.startswith("ablation") else kind
+    return f"{stem}.{fmt}.j2"
+
+
+def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
+    """The table as LaTeX (`tex`; needs booktabs, and graphicx for reported-vs-reproduced) or Markdown."""
+    if fmt not in ("tex", "md"):
+        raise ValueError(f"format {fmt!r}: use tex or md")
+    width = 3 if table.spec.kind == "reported_vs_reproduced" else 1
+    groups = [[(line, [_view(c, table) for c in line.cells]) for line in group] for group in table.groups]
+    template = environment(fmt, templates).get_template(template_name(table, fmt))
+    return template.render(
+        table=table,
+        spec=table.spec,
+        columns=table.columns,
+        groups=groups,
+        spans=_spans(table, width),
+        body_columns=1 + width * len(table.columns),
+        label=table.spec.name.replace("_", "-"),
+        horizon_text=HORIZON_TEXT,
+    )

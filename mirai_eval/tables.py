@@ -1,0 +1,446 @@
+"""Table specifications and per-video rows -> table cells (values, intervals, bold, significance marks).
+
+A manifest lists its tables as `TableSpec`s (YAML under `tables:`); every model is strict
+(`extra="forbid"`), so a misspelt key is an error naming the field. Schema:
+
+    name: table1                    # output file stem: tables/generated/<name>.tex / .md
+    kind: table1                    # table1 | ablation_window | ablation_alpha | ablation_depth
+                                    # | ablation_weight | reported_vs_reproduced
+    title: "VBench at 5 s and consistency at 30 s"
+    groups:                         # bold marks the best row within each group
+      - rows:
+          - {model: "Self-Forcing (chunk-wise)"}
+          - {model: "Self-Forcing (chunk-wise) + Video-Mirai", label: "+ Video-Mirai",
+             baseline: "Self-Forcing (chunk-wise)"}
+    columns:                        # optional; defaults per kind (see DEFAULT_COLUMNS)
+      - {metric: total, horizon: 5s}
+      - {metric: subject_consistency, horizon: 30s, label: SC}
+    intervals: true                 # 95% cluster-bootstrap interval under each value
+    significance: true              # mark where the paired test against the baseline is significant
+    bootstrap: {resamples: 2000, permutations: 9999, seed: 0, alpha: 0.05}
+    missing: na                     # na: Q/S/T with a missing dimension is "n/a" with the reason;
+                                    # reweight: average each group over the dimensions present (stated)
+    decimals: 2
+    reported: table1                # tables/reported/<reported>.yaml; needed by reported_vs_reproduced
+
+`model` is the manifest's model label (`ScoreRow.model`); `baseline` names another row of the same
+group; `reported` on a row names its row in the reported file (default: the model label).
+
+Cells: every column, including the composites Quality / Semantic / Total (computed per video
+from that video's dimensions with the VBench constants), is a per-video value -> per-prompt
+mean -> mean over prompts, with a cluster bootstrap over prompts and a sign-flip permutation
+test of the per-prompt paired differences (same prompt and seed) against the baseline, Holm
+across the columns of a row. Values are shown in percent, as the paper does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mirai_eval.rows import check_frame
+from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY, SEMANTIC
+from mirai_eval.scoring.final import final_score
+from mirai_eval.stats import bootstrap_interval, holm, paired_permutation_p
+
+Kind = Literal[
+    "table1",
+    "ablation_window",
+    "ablation_alpha",
+    "ablation_depth",
+    "ablation_weight",
+    "reported_vs_reproduced",
+]
+Horizon = Literal["5s", "30s"]
+COMPOSITES = {"quality": QUALITY, "semantic": SEMANTIC, "total": QUALITY + SEMANTIC}
+LABELS = {
+    "quality": "Quality",
+    "semantic": "Semantic",
+    "total": "Total",
+    "subject_consistency": "Subject cons.",
+    "background_consistency": "Background cons.",
+    "overall_consistency": "Overall cons.",
+}
+REPORTED_DIR = Path(__file__).resolve().parents[1] / "tables" / "reported"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(Strict):
+    """One metric at one horizon: a composite (quality, semantic, total) or a VBench dimension."""
+
+    metric: str
+    horizon: Horizon
+    label: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        if metric not in COMPOSITES and metric not in DIMENSIONS:
+            raise ValueError(
+                f"unknown metric {metric!r}; use quality, semantic, total or a VBench dimension: "
+                + ", ".join(DIMENSIONS)
+            )
+        return metric
+
+    @property
+    def header(self) -> str:
+        return self.label or LABELS.get(self.metric, self.metric.replace("_", " ").capitalize())
+
+
+class TableRow(Strict):
+    model: str = Field(min_length=1)
+    label: str | None = None
+    baseline: str | None = None
+    reported: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.model
+
+
+class RowGroup(Strict):
+    rows: list[TableRow] = Field(min_length=1)
+
+
+class Bootstrap(Strict):
+    """Resampling settings; the seed is recorded in the caption so a table can be regenerated exactly."""
+
+    resamples: int = Field(default=2000, ge=100)
+    permutations: int = Field(default=9999, ge=99)
+    seed: int = 0
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+
+
+_Q_S_T = [Column(metric=m, horizon="5s") for m in ("quality", "semantic", "total")]
+DEFAULT_COLUMNS: dict[str, list[Column]] = {
+    "table1": [
+        *_Q_S_T,
+        *(
+            Column(metric=m, horizon="30s")
+            for m in ("subject_consistency", "background_consistency", "overall_consistency")
+        ),
+    ],
+    "ablation": _Q_S_T,
+}
+
+
+class TableSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Kind
+    title: str
+    groups: list[RowGroup] = Field(min_length=1)
+    columns: list[Column] = Field(default_factory=list)
+    intervals: bool = True
+    significance: bool = True
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    missing: Literal["na", "reweight"] = "na"
+    decimals: int = Field(default=2, ge=0, le=4)
+    reported: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableSpec:
+        if not self.columns:
+            key = "ablation" if self.kind.startswith("ablation") else "table1"
+            object.__setattr__(self, "columns", list(DEFAULT_COLUMNS[key]))
+        models = [row.model for group in self.groups for row in group.rows]
+        duplicates = sorted({m for m in models if models.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"table {self.name}: model listed twice: {duplicates}; list each model once")
+        for group in self.groups:
+            members = {row.model for row in group.rows}
+            for row in group.rows:
+                if row.baseline is not None and row.baseline not in members - {row.model}:
+                    raise ValueError(
+                        f"table {self.name}: baseline {row.baseline!r} of {row.model!r} is not another "
+                        f"row of its group ({sorted(members)}); put the baseline in the same group"
+                    )
+        if self.kind == "reported_vs_reproduced" and self.reported is None:
+            raise ValueError(
+                f"table {self.name}: kind reported_vs_reproduced needs `reported`, the stem of a file "
+                f"in {REPORTED_DIR} (e.g. table1)"
+            )
+        return self
+
+
+class ReportedFile(Strict):
+    """tables/reported/<name>.yaml: the paper's numbers, keyed by row, then by `metric@horizon`."""
+
+    source: str
+    values: dict[str, dict[str, float]]
+
+
+def load_reported(name: str, directory: Path = REPORTED_DIR) -> ReportedFile:
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        found = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise FileNotFoundError(f"{path}: no such reported-numbers file; `reported:` can be one of {found}")
+    try:
+        return ReportedFile.model_validate(yaml.safe_load(path.read_text()))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def column_key(column: Column) -> str:
+    return f"{column.metric}@{column.horizon}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One value in percent (None = n/a, with the reason in `note`) and its statistics."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n_prompts: int = 0
+    bold: bool = False
+    p_value: float | None = None  # Holm-adjusted p of the paired test against the row's baseline
+    significant: bool = False
+    note: str | None = None
+    reported: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        """Reproduced minus reported."""
+        if self.value is None or self.reported is None:
+            return None
+        return self.value - self.reported
+
+
+@dataclass(frozen=True)
+class Line:
+    model: str
+    label: str
+    baseline: str | None
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    spec: TableSpec
+    groups: tuple[tuple[Line, ...], ...]
+    caption: str
+    scale: str
+    scorer_signature: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def columns(self) -> list[Column]:
+        return self.spec.columns
+
+
+@dataclass(frozen=True)
+class _Metric:
+    """Per-video values of one column for one model (percent), or why there are none."""
+
+    values: pd.Series | None  # indexed by (prompt_index, seed)
+    note: str | None = None  # for the cell: why n/a, or how it was reweighted
+    reasons: tuple[str, ...] = ()  # per missing dimension, for the caption
+
+
+def _wide(rows: pd.DataFrame, model: str, horizon: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Values and errors with one row per video and one column per dimension."""
+    sub = rows[(rows["model"] == model) & (rows["horizon"] == horizon)]
+    index = ["prompt_index", "seed", "video", "dimension"]
+    duplicated = sub.duplicated(index)
+    if duplicated.any():
+        first = sub[duplicated].iloc[0]
+        raise ValueError(
+            f"score rows: {int(duplicated.sum())} duplicate rows for model {model!r} at {horizon}, e.g. video "
+            f"{first['video']} dimension {first['dimension']}; write each (video, dimension) once"
+        )
+    keyed = sub.set_index(index)
+    values = keyed["value"].astype(float).unstack("dimension").droplevel("video")
+    errors = keyed["error"].unstack("dimension").droplevel("video")
+    return values, errors
+
+
+def _why(dimension: str, values: pd.DataFrame, errors: pd.DataFrame) -> str | None:
+    """None when every video has the dimension, else the reason (the rows' errors) it is missing."""
+    if dimension not in values.columns:
+        return f"{dimension}: not scored"
+    missing = values[dimension].isna()
+    if not missing.any():
+        return None
+    reasons = sorted({str(e) for e in errors.loc[missing.to_numpy(), dimension].dropna()})
+    share = "" if missing.all() else f"{int(missing.sum())} of {len(missing)} videos: "
+    return f"{dimension}: {share}{'; '.join(reasons)}"
+
+
+def _metric(column: Column, values: pd.DataFrame, errors: pd.DataFrame, policy: str) -> _Metric:
+    if values.empty:
+        return _Metric(None, f"not run at {column.horizon}")
+    if column.metric in DIMENSIONS:
+        why = _why(column.metric, values, errors)
+        return _Metric(None, why, (why,)) if why else _Metric(values[column.metric] * 100.0)
+    name = LABELS[column.metric]
+    needed = COMPOSITES[column.metric]
+    reasons = tuple(r for r in (_why(d, values, errors) for d in needed) if r)
+    if reasons and policy == "na":
+        return _Metric(None, f"{name} needs {len(reasons)} missing dimension(s)", reasons)
+    present = [d for d in needed if _why(d, values, errors) is None]
+    scores = [
+        getattr(final_score(dict(zip(present, video, strict=True)), "reweight"), column.metric)
+        for video in values[present].itertuples(index=False)
+    ]
+    if not present or any(s is None for s in scores):
+        return _Metric(None, f"{name}: a group has no dimension with a value", reasons)
+    note = f"{name} reweighted over the {len(present)} dimensions present" if reasons else None
+    return _Metric(pd.Series(scores, index=values.index, dtype=float) * 100.0, note, reasons)
+
+
+def _cell(metric: _Metric, spec: TableSpec, rng: np.random.Generator) -> Cell:
+    if metric.values is None:
+        return Cell(value=None, note=metric.note)
+    per_prompt = metric.values.groupby(level="prompt_index").mean().to_numpy()
+    low = high = None
+    if spec.intervals and len(per_prompt) >= 2:
+        low, high = bootstrap_interval(per_prompt, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
+    return Cell(float(per_prompt.mean()), low, high, len(per_prompt), note=metric.note)
+
+
+def _paired_p(method: _Metric, baseline: _Metric, spec: TableSpec, rng: np.random.Generator) -> float | None:
+    """Permutation p of the per-prompt mean difference over the (prompt, seed) pairs both models have."""
+    if method.values is None or baseline.values is None:
+        return None
+    joined = pd.concat([method.values, baseline.values], axis=1, join="inner", keys=["m", "b"])
+    if joined.empty:
+        return None
+    differences = (joined["m"] - joined["b"]).groupby(level="prompt_index").mean().to_numpy()
+    return paired_permutation_p(differences, spec.bootstrap.permutations, rng)
+
+
+def _bold(values: Sequence[float | None], decimals: int) -> list[bool]:
+    """Best (highest) as displayed; every tie is bold; nothing is bold with fewer than two values."""
+    shown = [None if v is None else round(v, decimals) for v in values]
+    present = [v for v in shown if v is not None]
+    if len(present) < 2:
+        return [False] * len(values)
+    best = max(present)
+    return [v == best for v in shown]
+
+
+def _rng(spec: TableSpec, *where: int) -> np.random.Generator:
+    """One stream per cell and purpose, so a cell's numbers do not depend on the other cells."""
+    return np.random.default_rng([spec.bootstrap.seed, *where])
+
+
+def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signature: str) -> Table:
+    """Per-video score rows (mirai_eval.rows) -> a table of cells with intervals, bold and marks."""
+    rows = check_frame(rows)
+    known = set(rows["model"])
+    absent = [r.model for g in spec.groups for r in g.rows if r.model not in known]
+    if absent:
+        raise ValueError(
+            f"table {spec.name}: no score rows for model(s) {absent}; the rows have {sorted(known)}; "
+            "make the table's `model` labels match the manifest's model labels"
+        )
+    reported = load_reported(spec.reported) if spec.reported else None
+    wide = {(model, h): _wide(rows, model, h) for model in known for h in {c.horizon for c in spec.columns}}
+    groups: list[tuple[Line, ...]] = []
+    reasons: dict[str, None] = {}
+    for g, group in enumerate(spec.groups):
+        metrics = {
+            row.model: [_metric(c, *wide[row.model, c.horizon], spec.missing) for c in spec.columns]
+            for row in group.rows
+        }
+        cells: dict[str, list[Cell]] = {}
+        for r, row in enumerate(group.rows):
+            cells[row.model] = [
+                _cell(m, spec, _rng(spec, g, r, c, 0)) for c, m in enumerate(metrics[row.model])
+            ]
+            for m in metrics[row.model]:
+                reasons.update(dict.fromkeys(m.reasons))
+            if row.baseline is not None and spec.significance:
+                raw = [
+                    _paired_p(m, b, spec, _rng(spec, g, r, c, 1))
+                    for c, (m, b) in enumerate(zip(metrics[row.model], metrics[row.baseline], strict=True))
+                ]
+                cells[row.model] = [
+                    replace(cell, p_value=p, significant=p is not None and p < spec.bootstrap.alpha)
+                    for cell, p in zip(cells[row.model], holm(raw), strict=True)
+                ]
+            if reported is not None:
+                numbers = reported.values.get(row.reported or row.model, {})
+                cells[row.model] = [
+                    replace(cell, reported=numbers.get(column_key(column)))
+                    for cell, column in zip(cells[row.model], spec.columns, strict=True)
+                ]
+        for c in range(len(spec.columns)):
+            flags = _bold([cells[row.model][c].value for row in group.rows], spec.decimals)
+            for row, flag in zip(group.rows, flags, strict=True):
+                cells[row.model][c] = replace(cells[row.model][c], bold=flag)
+        groups.append(
+            tuple(Line(row.model, row.shown, row.baseline, tuple(cells[row.model])) for row in group.rows)
+        )
+    profiles = sorted(set(rows["profile"]))
+    caption = _caption(spec, scale, scorer_signature, profiles, groups, reported, list(reasons))
+    return Table(spec, tuple(groups), caption, scale, scorer_signature, tuple(reasons))
+
+
+SCALE_TEXT = {
+    "wan": "Wan scale",
+    "toy": (
+        "Toy scale: tiny models on the procedural sprites world, scored with the toy profile; these numbers "
+        "check the pipeline and are not comparable with the paper's"
+    ),
+}
+
+
+def _caption(
+    spec: TableSpec,
+    scale: str,
+    signature: str,
+    profiles: list[str],
+    groups: list[tuple[Line, ...]],
+    reported: ReportedFile | None,
+    reasons: list[str],
+) -> str:
+    """Everything a reader needs to interpret the numbers, in plain text (the renderers escape it)."""
+    if scale not in SCALE_TEXT:
+        raise ValueError(f"scale {scale!r}: use one of {sorted(SCALE_TEXT)}")
+    prompts = sorted({c.n_prompts for g in groups for line in g for c in line.cells if c.value is not None})
+    counts = "/".join(str(n) for n in prompts) or "0"
+    confidence = round(100 * (1 - spec.bootstrap.alpha))
+    parts = [
+        spec.title,
+        f"{SCALE_TEXT[scale]} (scoring profile {', '.join(profiles)}; scorer {signature})",
+        f"VBench scores in percent: mean over {counts} prompts of per-prompt means",
+    ]
+    if reported is not None:
+        parts.append(f"Reported: {reported.source}; difference = reproduced - reported")
+        if scale == "toy":
+            parts.append(
+                "NOT COMPARABLE: the reproduced numbers are toy-scale and the differences say nothing about "
+                "the paper's claims"
+            )
+    if spec.intervals:
+        parts.append(
+            f"brackets: {confidence}% cluster-bootstrap percentile interval over prompts "
+            f"({spec.bootstrap.resamples} resamples, seed {spec.bootstrap.seed})"
+        )
+    if spec.significance:
+        parts.append(
+            f"*: paired sign-flip permutation test against the group's baseline on the same prompts and "
+            f"seeds, Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g} "
+            f"({spec.bootstrap.permutations} permutations or exact, seed {spec.bootstrap.seed})"
+        )
+    parts.append("bold: best within each group")
+    notes = sorted({c.note for g in groups for line in g for c in line.cells if c.note})
+    if notes:
+        parts.append("n/a or reweighted: " + "; ".join(notes))
+    by_reason: dict[str, list[str]] = {}
+    for reason in reasons:
+        dimension, _, why = reason.partition(": ")
+        by_reason.setdefault(why, []).append(dimension)
+    parts.extend(f"no {', '.join(dims)}: {why}" for why, dims in by_reason.items())
+    return ". ".join(parts) + "."
