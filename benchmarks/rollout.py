@@ -122,7 +122,7 @@ def rollout_without_cache(
 
 def streaming(spec: GeneratorSpec, model: CausalWanTransformer, frames: int, seed: int) -> torch.Tensor:
     text = torch.randn(1, 8, spec.transformer.text_dim, generator=torch.Generator().manual_seed(seed))
-    return rollout(model, text, config(spec, frames), generator=torch.Generator().manual_seed(seed))
+    return rollout(model, text, config(spec, frames), generator=torch.Generator().manual_seed(seed)).latents
 
 
 def rss_mib() -> float:

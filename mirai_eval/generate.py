@@ -99,7 +99,7 @@ class Generator:
             negative_text=negative,
             make_cache=self.make_cache(frames),
             on_block=on_block,
-        )
+        ).latents
         video = self.codec.decode(latents)[0]  # [3, T, H, W] in [-1, 1]
         return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
 

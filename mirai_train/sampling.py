@@ -74,6 +74,14 @@ class RolloutConfig:
     repeat_block_noise: bool = False  # Rolling Sink's long rollouts reuse one block of initial noise
 
 
+@dataclass
+class Rollout:
+    """Generated latents [B, C, F, H, W]; with a tap layer, each block's tokens [B, N, D] at its exit step."""
+
+    latents: Tensor
+    taps: list[Tensor]
+
+
 def rollout(
     model: CausalWanTransformer,
     text: Tensor,
@@ -83,18 +91,28 @@ def rollout(
     negative_text: Tensor | None = None,
     make_cache: Callable[[], KVCache] | None = None,
     on_block: Callable[[int, int], None] | None = None,
-) -> Tensor:
-    """Generate latents [B, C, F, H, W] block by block; same generator state -> same video.
+    exit_step: int | None = None,
+    tap_layer: int | None = None,
+) -> Rollout:
+    """Generate block by block; the same generator state gives the same video.
 
     Per block: start from fresh noise, run the few denoising steps (each predicts x0 and, but for
     the last, re-noises it to the next step's level), then one pass at `context_noise` writes the
     block's clean keys/values into the cache. Noise is drawn block by block, so a short rollout
-    is a prefix of a longer one with the same seed (unless `repeat_block_noise`). With `sampler.guidance_scale != 1`,
-    classifier-free guidance against `negative_text` keeps a second cache for that branch.
+    is a prefix of a longer one with the same seed (unless `repeat_block_noise`). With
+    `sampler.guidance_scale != 1`, classifier-free guidance against `negative_text` keeps a second
+    cache for that branch.
+
+    Training (Self-Forcing's gradient truncation) is the same loop with `exit_step=k`: steps
+    before k run without gradients, step k runs in the caller's grad mode and its x0 is the
+    block's output; the context pass never carries gradients. Inference runs every step.
     """
     sampler = config.sampler
     schedule = FlowMatchSchedule(sampler.timestep_shift, sampler.num_train_timesteps)
     steps = denoising_steps(sampler)
+    last = len(steps) - 1 if exit_step is None else exit_step
+    if not 0 <= last < len(steps):
+        raise ValueError(f"exit_step {exit_step} is outside 0..{len(steps) - 1}")
     block = model.num_frame_per_block
     if config.num_frames % block:
         raise ValueError(f"{config.num_frames} latent frames is not a multiple of the block size {block}")
@@ -107,14 +125,18 @@ def rollout(
     batch = text.shape[0]
     shape = (batch, config.latent_channels, block, config.latent_height, config.latent_width)
     device, dtype = text.device, text.dtype
+    taps: list[Tensor] = []
 
-    def predict_x0(x: Tensor, t: float, start: int, write: bool) -> Tensor:
+    def predict_x0(x: Tensor, t: float, start: int, write: bool, tap: bool) -> Tensor:
         timestep = torch.full((batch, block), t, device=device, dtype=dtype)
         flows = []
-        for ctx, cache in zip(contexts, caches, strict=True):
-            out = model(x, timestep, ctx, frame_offset=start, cache=cache, write_cache=write).sample
-            assert out is not None
-            flows.append(out)
+        for branch, (ctx, cache) in enumerate(zip(contexts, caches, strict=True)):
+            layer = tap_layer if tap and branch == 0 else None
+            out = model(x, timestep, ctx, frame_offset=start, cache=cache, write_cache=write, tap_layer=layer)
+            assert out.sample is not None
+            flows.append(out.sample)
+            if out.tap is not None:
+                taps.append(out.tap)
         flow = flows[0] if not guided else flows[1] + sampler.guidance_scale * (flows[0] - flows[1])
         return schedule.flow_to_x0(flow, x, timestep)
 
@@ -124,22 +146,23 @@ def rollout(
         if first_noise is None or not config.repeat_block_noise:
             first_noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         x = first_noise
-        for i, t in enumerate(steps):
-            x0 = predict_x0(x, t, start, write=False)
-            if i + 1 < len(steps):
+        for i, t in enumerate(steps[: last + 1]):
+            if i < last:
+                with torch.no_grad():
+                    x0 = predict_x0(x, t, start, write=False, tap=False)
                 noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
                 x = schedule.add_noise(x0, noise, torch.full((batch,), steps[i + 1], device=device))
+            else:
+                x0 = predict_x0(x, t, start, write=False, tap=tap_layer is not None)
         blocks.append(x0)
-        context = (
-            schedule.add_noise(
-                x0,
-                torch.randn(shape, generator=generator, device=device, dtype=dtype),
-                torch.full((batch,), sampler.context_noise, device=device),
-            )
-            if sampler.context_noise > 0
-            else x0
-        )
-        predict_x0(context, sampler.context_noise, start, write=True)
+        with torch.no_grad():
+            context = x0.detach()
+            if sampler.context_noise > 0:
+                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                context = schedule.add_noise(
+                    context, noise, torch.full((batch,), sampler.context_noise, device=device)
+                )
+            predict_x0(context, sampler.context_noise, start, write=True, tap=False)
         if on_block is not None:
             on_block(index + 1, config.num_frames // block)
-    return torch.cat(blocks, dim=2)
+    return Rollout(latents=torch.cat(blocks, dim=2), taps=taps)

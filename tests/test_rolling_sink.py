@@ -93,10 +93,10 @@ def test_long_rollout_runs_far_past_the_rope_table_with_bounded_cache() -> None:
             RolloutConfig(60, 16, 2, 2, SamplerSpec()),
             generator=torch.Generator().manual_seed(0),
             make_cache=make,
-        )
+        ).latents
         plain = rollout(
             model, text, RolloutConfig(9, 16, 2, 2, SamplerSpec()), generator=torch.Generator().manual_seed(0)
-        )
+        ).latents
     assert long.shape == (1, 16, 60, 2, 2) and torch.isfinite(long).all()
     assert caches[0].held_frames() <= 9
     assert torch.allclose(long[:, :, :9], plain, atol=1e-6)

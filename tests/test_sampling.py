@@ -49,10 +49,10 @@ def _config(frames: int, **sampler: float) -> RolloutConfig:
 def test_same_seed_same_video_and_prefix(nfpb: int) -> None:
     model, text = _model(nfpb), torch.randn(1, 5, 32)
     with torch.no_grad():
-        a = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(7))
-        b = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(7))
-        c = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(8))
-        short = rollout(model, text, _config(3), generator=torch.Generator().manual_seed(7))
+        a = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(7)).latents
+        b = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(7)).latents
+        c = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(8)).latents
+        short = rollout(model, text, _config(3), generator=torch.Generator().manual_seed(7)).latents
     assert a.shape == (1, 16, 6, 4, 4)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -66,7 +66,7 @@ def test_rollout_equals_manual_denoising_with_block_causal_forward() -> None:
     schedule = FlowMatchSchedule()
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        out = rollout(model, text, _config(1), generator=torch.Generator().manual_seed(1))
+        out = rollout(model, text, _config(1), generator=torch.Generator().manual_seed(1)).latents
         x = torch.randn(1, 16, 1, 4, 4, generator=gen)
         for i, t in enumerate(steps):
             tt = torch.full((1, 1), t)
@@ -83,21 +83,21 @@ def test_guidance_needs_a_negative_prompt_and_changes_the_video() -> None:
     with torch.no_grad():
         with pytest.raises(ValueError, match="negative prompt"):
             rollout(model, text, _config(2, guidance_scale=3.0), generator=torch.Generator().manual_seed(0))
-        plain = rollout(model, text, _config(2), generator=torch.Generator().manual_seed(0))
+        plain = rollout(model, text, _config(2), generator=torch.Generator().manual_seed(0)).latents
         guided = rollout(
             model,
             text,
             _config(2, guidance_scale=3.0),
             generator=torch.Generator().manual_seed(0),
             negative_text=negative,
-        )
+        ).latents
         unit = rollout(
             model,
             text,
             _config(2, guidance_scale=1.0),
             generator=torch.Generator().manual_seed(0),
             negative_text=negative,
-        )
+        ).latents
     assert torch.equal(plain, unit)
     assert not torch.allclose(plain, guided)
 
@@ -105,3 +105,34 @@ def test_guidance_needs_a_negative_prompt_and_changes_the_video() -> None:
 def test_block_size_must_divide_frames() -> None:
     with pytest.raises(ValueError, match="multiple of the block size 3"):
         rollout(_model(3), torch.randn(1, 5, 32), _config(4), generator=torch.Generator())
+
+
+def test_training_rollout_taps_equal_the_inference_rollout() -> None:
+    """Exit at the last step with gradients on: the same latents and hidden states as inference."""
+    model, text = _model(3), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        inference = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(2), tap_layer=1)
+    training = rollout(
+        model, text, _config(6), generator=torch.Generator().manual_seed(2), exit_step=3, tap_layer=1
+    )
+    assert training.latents.requires_grad and len(training.taps) == 2
+    assert torch.allclose(training.latents, inference.latents, atol=1e-6)
+    for a, b in zip(training.taps, inference.taps, strict=True):
+        assert a.shape == (1, 3 * 2 * 2, 24)
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("exit_step", [0, 2])
+def test_only_the_exit_step_carries_gradients(exit_step: int) -> None:
+    model, text = _model(3), torch.randn(1, 5, 32)
+    grad_modes: list[bool] = []
+    handle = model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    out = rollout(model, text, _config(6), generator=torch.Generator().manual_seed(0), exit_step=exit_step)
+    handle.remove()
+    per_block = exit_step + 2  # the steps up to the exit, then the context pass
+    expected = ([False] * exit_step + [True] + [False]) * 2
+    assert grad_modes == expected and len(grad_modes) == 2 * per_block
+    out.latents.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="exit_step 4"):
+        rollout(model, text, _config(3), generator=torch.Generator(), exit_step=4)

@@ -200,12 +200,17 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
 def _cross_attention(
     attn: WanAttention, x: Tensor, context: Tensor, cache: KVCache | None, index: int
 ) -> Tensor:
-    """Text cross-attention; the text keys/values are computed once per rollout when cached."""
-    cached = cache.cross_kv(index) if cache is not None else None
+    """Text cross-attention; the text keys/values are computed once per rollout when cached.
+
+    A call that records gradients recomputes them instead, so that the text path trains whatever
+    step of a truncated rollout carries the gradient (a cache filled under no_grad would cut it).
+    """
+    reuse = cache is not None and not torch.is_grad_enabled()
+    cached = cache.cross_kv(index) if cache is not None and reuse else None
     if cached is None:
         k = _heads(attn, attn.norm_k(attn.to_k(context)))
         v = _heads(attn, attn.to_v(context))
-        if cache is not None:
+        if cache is not None and reuse:
             cache.set_cross_kv(index, k, v)
     else:
         k, v = cached
