@@ -143,3 +143,25 @@ def test_rope_is_relative_so_offsets_do_not_matter_with_a_rebased_cache() -> Non
             out = model(latents[:, :, 1:], t[:, 1:], text, frame_offset=offset + 1, cache=cache).sample
             outs.append(out)
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("nfpb", [1, 3])
+def test_teacher_forcing_equals_noisy_blocks_on_a_clean_cache(nfpb: int) -> None:
+    """One teacher-forcing forward = each noisy block generated after a clean context pass."""
+    model = _model(nfpb=nfpb)
+    clean, text = _inputs(frames=6)
+    noisy = torch.randn_like(clean)
+    timestep = torch.rand(2, 6) * 1000
+    with torch.no_grad():
+        full = model(noisy, timestep, text, clean_context=clean, tap_layer=1)
+        for start in range(0, 6, nfpb):
+            cache = KVCache(num_layers=2)
+            if start:
+                model(clean[:, :, :start], torch.zeros(2, start), text, cache=cache, write_cache=True)
+            block = slice(start, start + nfpb)
+            out = model(
+                noisy[:, :, block], timestep[:, block], text, frame_offset=start, cache=cache, tap_layer=1
+            )
+            assert full.sample is not None and out.sample is not None
+            assert (full.sample[:, :, block] - out.sample).abs().max().item() <= 1e-5
+    assert full.tap is not None and full.tap.shape == (2, 6 * 2 * 3, 24)

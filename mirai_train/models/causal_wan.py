@@ -111,6 +111,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
         write_cache: bool = False,
         tap_layer: int | None = None,
         exit_layer: int | None = None,
+        clean_context: Tensor | None = None,
     ) -> CausalWanOutput:
         """Predict the flow of `hidden_states` [B, C, F, H, W], latent frames `frame_offset` onwards.
 
@@ -118,7 +119,21 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
         context frames before `frame_offset`; `write_cache` stores their keys and values (the
         clean-context pass). `tap_layer=k` also returns the tokens after block k (1-based: after k
         blocks); `exit_layer=k` stops there and returns only that tap.
+
+        `clean_context` (teacher forcing, the AR-diffusion stage): the clean latents of the same
+        frames; each noisy block attends to the clean frames of earlier blocks and to itself, in
+        one forward over both (outputs and taps are the noisy frames').
         """
+        noisy_frames = hidden_states.shape[2]
+        if timestep.ndim == 1:
+            timestep = timestep[:, None].expand(-1, noisy_frames // self.patch[0])
+        positions = torch.arange(frame_offset, frame_offset + noisy_frames // self.patch[0])
+        frame_mask = self._block_causal(positions) if causal else None
+        if clean_context is not None:
+            hidden_states = torch.cat([clean_context, hidden_states], dim=2)
+            timestep = torch.cat([torch.zeros_like(timestep), timestep], dim=1)
+            frame_mask = self._teacher_forcing(positions)
+            positions = torch.cat([positions, positions])
         batch, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.patch
         grid = (frames // p_t, height // p_h, width // p_w)
@@ -128,14 +143,13 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
             raise ValueError(f"tap/exit layer {tap_layer} is outside 1..{len(self.blocks)}")
 
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
-        if timestep.ndim == 1:
-            timestep = timestep[:, None].expand(batch, grid[0])
         temb, timestep_proj, context, _ = self.condition_embedder(
             timestep.flatten(), encoder_hidden_states, timestep_seq_len=grid[0]
         )
         modulation = timestep_proj.unflatten(2, (6, -1))  # [B, F, 6, D]
-        positions = torch.arange(frame_offset, frame_offset + grid[0], device=x.device)
-        attend = _SelfAttention(self, grid, positions, causal, cache, write_cache)
+        positions = positions.to(x.device)
+        attend = _SelfAttention(self, grid, positions, frame_mask, cache, write_cache)
+        keep = slice(len(positions) - noisy_frames // p_t, None)  # the noisy frames under teacher forcing
 
         tap: Tensor | None = None
         for index, module in enumerate(self.blocks):
@@ -145,16 +159,30 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
             else:
                 x = _run_block(block, x, context, modulation, attend, index)
             if tap_layer == index + 1:
-                tap = x
+                tap = x.unflatten(1, (grid[0], -1))[:, keep].flatten(1, 2)
                 if exit_layer is not None:
                     return CausalWanOutput(sample=None, tap=tap)
 
         shift, scale = (self.scale_shift_table[:, None] + temb[:, :, None]).chunk(2, dim=2)  # [B, F, 1, D]
         x = x.unflatten(1, (grid[0], -1))
-        x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
+        x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)[:, keep]
         x = self.proj_out(x.flatten(1, 2))
-        x = x.reshape(batch, *grid, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        x = x.reshape(batch, -1, *grid[1:], p_t, p_h, p_w, x.shape[-1] // (p_t * p_h * p_w))
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
         return CausalWanOutput(sample=x.flatten(6, 7).flatten(4, 5).flatten(2, 3), tap=tap)
+
+    def _block_causal(self, positions: Tensor) -> Tensor:
+        """[F, F] frame mask: a frame sees its own block and earlier blocks."""
+        block = torch.div(positions, self.num_frame_per_block, rounding_mode="floor")
+        return block[None, :] <= block[:, None]
+
+    def _teacher_forcing(self, positions: Tensor) -> Tensor:
+        """[2F, 2F] frame mask over (clean frames, noisy frames) at the same positions."""
+        block = torch.div(positions, self.num_frame_per_block, rounding_mode="floor")
+        earlier, same = block[None, :] < block[:, None], block[None, :] == block[:, None]
+        clean_rows = torch.cat([earlier | same, torch.zeros_like(same)], dim=1)
+        noisy_rows = torch.cat([earlier, same], dim=1)
+        return torch.cat([clean_rows, noisy_rows], dim=0)
 
 
 def _run_block(
@@ -227,12 +255,12 @@ class _SelfAttention:
         model: CausalWanTransformer,
         grid: tuple[int, int, int],
         positions: Tensor,
-        causal: bool,
+        frame_mask: Tensor | None,
         cache: KVCache | None,
         write_cache: bool,
     ) -> None:
         self.model, self.grid, self.positions = model, grid, positions
-        self.causal, self.cache, self.write_cache = causal, cache, write_cache
+        self.frame_mask, self.cache, self.write_cache = frame_mask, cache, write_cache
         self.per_frame = grid[1] * grid[2]
         self._prepared: tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None] | None = None
 
@@ -249,13 +277,9 @@ class _SelfAttention:
         q_cos, q_sin = rope_tables(rope, self.positions - base, self.grid[1], self.grid[2])
         k_cos, k_sin = rope_tables(rope, key_pos - base, self.grid[1], self.grid[2])
         mask = None
-        if self.causal:
-            block = self.model.num_frame_per_block
-            q_block = torch.div(self.positions, block, rounding_mode="floor")
-            k_block = torch.cat(
-                [torch.full_like(key_pos[: len(key_pos) - len(self.positions)], -1), q_block]
-            )  # cached context frames are always visible
-            frame_mask = k_block[None, :] <= q_block[:, None]
+        if self.frame_mask is not None:
+            visible = torch.ones(len(self.positions), len(key_pos) - len(self.positions), dtype=torch.bool)
+            frame_mask = torch.cat([visible, self.frame_mask], dim=1).to(device)  # context: always visible
             mask = frame_mask.repeat_interleave(self.per_frame, 0).repeat_interleave(self.per_frame, 1)
         self._prepared = (q_cos, q_sin, k_cos, k_sin, mask)
         return self._prepared
