@@ -146,3 +146,67 @@ def score(
     typer.echo(f"results written to {out}")
     if results["failed_videos"]:
         raise typer.Exit(1)
+
+
+@app.command("render")
+def render_command(
+    manifest: Annotated[
+        Path, typer.Option("--manifest", help="The manifest whose `tables:` to render (scale, out, store).")
+    ],
+    rows: Annotated[
+        Path | None,
+        typer.Option("--rows", help="Score rows (JSONL/parquet); default: the manifest's out/rows.jsonl."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for <table>.tex and .md; default: the manifest's out/tables."),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write <out>/report/index.html (videos from the store).")
+    ] = False,
+    probes: Annotated[
+        Path | None, typer.Option("--probes", help="A folder of probe images (png) to show in the report.")
+    ] = None,
+) -> None:
+    """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
+    from mirai_eval.manifest import load_manifest
+    from mirai_eval.render import render
+    from mirai_eval.report import drift_from_store, write_report
+    from mirai_eval.store import Store
+    from mirai_eval.tables import build_table, read_rows, scorer_summary
+    from mirai_train.config_files import ConfigError
+
+    try:
+        spec = load_manifest(manifest).manifest
+        frame = read_rows(rows or spec.out / "rows.jsonl")
+        signature = scorer_summary(frame)
+        tables = [build_table(frame, t, scale=spec.scale, scorer_signature=signature) for t in spec.tables]
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if not tables:
+        typer.echo(
+            f"error: {manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables.py)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    folder = out or spec.out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        for fmt in ("tex", "md"):
+            (folder / f"{table.spec.name}.{fmt}").write_text(render(table, fmt), encoding="utf-8")
+        typer.echo(f"wrote {folder / table.spec.name}.tex and .md")
+    if report:
+        store = Store(spec.store)
+        videos = {key: store.video_path(key) for key in frame["video"].unique()}
+        clip_seconds = spec.horizons["30s"].clip_seconds if "30s" in spec.horizons else 2.0
+        images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
+        index = write_report(
+            folder / "report",
+            tables,
+            frame,
+            videos,
+            images,
+            drift_from_store(frame, spec.store, clip_seconds),
+        )
+        typer.echo(f"wrote {index}")

@@ -145,20 +145,24 @@ def template_name(table: Table, fmt: Format) -> str:
     return f"{stem}.{fmt}.j2"
 
 
-def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
-    """The table as LaTeX (`tex`; needs booktabs, and graphicx for reported-vs-reproduced) or Markdown."""
-    if fmt not in ("tex", "md"):
-        raise ValueError(f"format {fmt!r}: use tex or md")
+def layout(table: Table) -> dict[str, Any]:
+    """What every template (LaTeX, Markdown, HTML report) gets: the table, cell views and header spans."""
     width = 3 if table.spec.kind == "reported_vs_reproduced" else 1
-    groups = [[(line, [_view(c, table) for c in line.cells]) for line in group] for group in table.groups]
-    template = environment(fmt, templates).get_template(template_name(table, fmt))
-    return template.render(
+    return dict(
         table=table,
         spec=table.spec,
         columns=table.columns,
-        groups=groups,
+        groups=[[(line, [_view(c, table) for c in line.cells]) for line in group] for group in table.groups],
         spans=_spans(table, width),
         body_columns=1 + width * len(table.columns),
         label=table.spec.name.replace("_", "-"),
         horizon_text=HORIZON_TEXT,
     )
+
+
+def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
+    """The table as LaTeX (`tex`; needs booktabs, and graphicx for reported-vs-reproduced) or Markdown."""
+    if fmt not in ("tex", "md"):
+        raise ValueError(f"format {fmt!r}: use tex or md")
+    template = environment(fmt, templates).get_template(template_name(table, fmt))
+    return template.render(**layout(table))

@@ -35,6 +35,8 @@ across the columns of a row. Values are shown in percent, as the paper does.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -444,3 +446,33 @@ def _caption(
         by_reason.setdefault(why, []).append(dimension)
     parts.extend(f"no {', '.join(dims)}: {why}" for why, dims in by_reason.items())
     return ". ".join(parts) + "."
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """Score rows from `mirai-eval run` (rows.jsonl, or .parquet when pyarrow is installed)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no score rows; run `mirai-eval run --manifest ...` first, or pass --rows"
+        )
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True, dtype={"error": object, "baseline": object})
+    else:
+        raise ValueError(f"{path}: score rows must be a .jsonl or .parquet file")
+    try:
+        return check_frame(frame.astype({"value": float}))
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def scorer_summary(rows: pd.DataFrame) -> str:
+    """One caption signature: the profile(s) and a hash of every (horizon, dimension) scorer signature."""
+    signatures: dict[str, dict[str, str]] = {}
+    for horizon, dimension, scorer in (
+        rows[["horizon", "dimension", "scorer"]].drop_duplicates().itertuples(index=False)
+    ):
+        signatures.setdefault(str(horizon), {})[str(dimension)] = str(scorer)
+    text = json.dumps(signatures, sort_keys=True, separators=(",", ":"))
+    profiles = "+".join(sorted(set(rows["profile"])))
+    return f"{profiles}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"

@@ -143,3 +143,47 @@ def test_pdflatex_compiles_every_kind(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "tables.pdf").stat().st_size > 0
+
+
+def test_render_command_writes_tables_and_report_from_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mirai_eval.cli import app
+
+    rows = make_rows(noisy(0.02), prompts=8)
+    rows_file = tmp_path / "out" / "rows.jsonl"
+    rows_file.parent.mkdir()
+    rows_file.write_text(rows.to_json(orient="records", lines=True))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"""
+name: test
+scale: toy
+store: {tmp_path / "store"}
+out: {tmp_path / "out"}
+scoring: {{profile: toy}}
+prompt_sets: {{p: {{path: prompts.txt, sha256: "{"0" * 64}"}}}}
+horizons:
+  5s: {{seconds: 5, prompts: p, samples_per_prompt: 2, dimensions: [subject_consistency]}}
+  30s: {{seconds: 30, prompts: p, samples_per_prompt: 2, dimensions: [subject_consistency]}}
+models:
+  - {{label: "{BASE}", group: g, checkpoint: a}}
+  - {{label: "{MIRAI}", group: g, baseline: "{BASE}", checkpoint: b}}
+tables:
+  - name: table1
+    kind: table1
+    title: Test table
+    groups: [{{rows: [{{model: "{BASE}"}}, {{model: "{MIRAI}", baseline: "{BASE}"}}]}}]
+"""
+    )
+    result = CliRunner().invoke(app, ["render", "--manifest", str(manifest), "--report"])
+    assert result.exit_code == 0, result.output
+    tex = (tmp_path / "out" / "tables" / "table1.tex").read_text()
+    _balanced(tex)
+    assert "toy:" in tex and "Test table" in tex
+    assert (tmp_path / "out" / "tables" / "table1.md").read_text().startswith("**Test table**")
+    assert "not found" in (tmp_path / "out" / "tables" / "report" / "index.html").read_text()
+    missing = CliRunner().invoke(
+        app, ["render", "--manifest", str(manifest), "--rows", str(tmp_path / "x.jsonl")]
+    )
+    assert missing.exit_code == 2 and "x.jsonl: no score rows" in missing.output

@@ -1,0 +1,192 @@
+"""The HTML report: tables, baseline vs Video-Mirai videos side by side, drift curves, probe images.
+
+A reader judges a method by looking, so every method is shown next to its baseline for the same
+prompt and seed, at 5 s and at 30 s. Drift curves plot subject and background consistency per
+clip along the 30 s rollouts (the clips protocol keeps each clip's value), averaged over the
+prompts and seeds. The report directory is self-contained: videos, plots and
+probe images are copied next to `index.html`, so it can be zipped or served as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from mirai_eval.render import TEMPLATES, layout
+from mirai_eval.rows import check_frame
+from mirai_eval.tables import Table
+
+DRIFT_COLUMNS = ["model", "prompt_index", "seed", "dimension", "seconds", "value"]
+DRIFT_DIMENSIONS = ("subject_consistency", "background_consistency")
+
+
+@dataclass(frozen=True)
+class Clip:
+    horizon: str
+    model: str
+    src: str | None  # relative to the report; None when the video file is missing
+    key: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A method and its baseline on one prompt and seed: one row of clips per horizon."""
+
+    group: str
+    baseline: str
+    method: str
+    prompt: str
+    seed: int
+    rows: list[tuple[Clip, Clip]]
+
+
+def _file_name(key: str) -> str:
+    """Store keys are hex digests; anything else is hashed so it cannot escape the report directory."""
+    return (
+        key if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", key) else hashlib.sha256(key.encode()).hexdigest()[:32]
+    )
+
+
+def _copy(source: Path, out_dir: Path, sub: str, name: str) -> str:
+    target = out_dir / sub / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return f"{sub}/{name}"
+
+
+def side_by_side(
+    rows: pd.DataFrame, videos: Mapping[str, Path], out_dir: Path, per_pair: int = 2
+) -> list[Pair]:
+    """Up to `per_pair` (prompt, seed) for every method/baseline pair that both have at every horizon."""
+    keys = rows.drop_duplicates(["model", "horizon", "prompt_index", "seed"])
+    horizons = sorted(set(keys["horizon"]), key=lambda h: float(h.rstrip("s")))
+    pairs: list[Pair] = []
+    methods = keys[keys["baseline"].notna()].drop_duplicates("model")
+    for method in methods.itertuples():
+        both = keys[keys["model"].isin([method.model, method.baseline])]
+        complete = both.groupby(["prompt_index", "seed"]).filter(lambda k: len(k) == 2 * len(horizons))
+        for (_, seed), clips in list(complete.groupby(["prompt_index", "seed"]))[:per_pair]:
+            by = {(r.model, r.horizon): r for r in clips.itertuples()}
+            pair_rows = []
+            for horizon in horizons:
+                shown = []
+                for model in (method.baseline, method.model):
+                    key = str(by[model, horizon].video)
+                    path = videos.get(key)
+                    src = (
+                        _copy(Path(path), out_dir, "videos", f"{_file_name(key)}.mp4")
+                        if path and Path(path).is_file()
+                        else None
+                    )
+                    shown.append(Clip(horizon, str(model), src, key))
+                pair_rows.append((shown[0], shown[1]))
+            first = clips.iloc[0]
+            pairs.append(
+                Pair(
+                    str(method.group),
+                    str(method.baseline),
+                    str(method.model),
+                    str(first["prompt"]),
+                    int(seed),
+                    pair_rows,
+                )
+            )
+    return pairs
+
+
+def drift_from_store(rows: pd.DataFrame, store_root: Path, clip_seconds: float) -> pd.DataFrame:
+    """Per-clip values the clips protocol stored for the 30 s consistency scores (DRIFT_COLUMNS)."""
+    from mirai_eval.store import Store
+
+    store = Store(store_root)
+    wanted = rows[(rows["horizon"] == "30s") & rows["dimension"].isin(DRIFT_DIMENSIONS)]
+    found = []
+    for row in wanted.itertuples():
+        record = store.get_score(str(row.video), str(row.dimension), str(row.scorer))
+        for i, value in enumerate(record.clips or [] if record else []):
+            found.append((row.model, row.prompt_index, row.seed, row.dimension, i * clip_seconds, value))
+    return pd.DataFrame(found, columns=DRIFT_COLUMNS)
+
+
+def drift_plots(drift: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
+    """One PNG per group: mean consistency (percent) per clip start, one line per model; (group, src)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = set(DRIFT_COLUMNS) - set(drift.columns)
+    if missing:
+        raise ValueError(f"drift data: missing columns {sorted(missing)}; expected {DRIFT_COLUMNS}")
+    groups = rows.drop_duplicates("model").set_index("model")["group"]
+    plots: list[tuple[str, str]] = []
+    for group, models in groups.groupby(groups, sort=False):
+        sub = drift[drift["model"].isin(models.index) & drift["dimension"].isin(DRIFT_DIMENSIONS)]
+        if sub.empty:
+            continue
+        figure, axes = plt.subplots(1, len(DRIFT_DIMENSIONS), figsize=(10, 3.2), sharex=True)
+        for axis, dimension in zip(axes, DRIFT_DIMENSIONS, strict=True):
+            for model in models.index:
+                curve = sub[(sub["model"] == model) & (sub["dimension"] == dimension)]
+                if not curve.empty:
+                    mean = curve.groupby("seconds")["value"].mean() * 100.0
+                    axis.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, label=model)
+            axis.set_title(dimension.replace("_", " "))
+            axis.set_xlabel("clip start (s)")
+            axis.set_ylabel("percent")
+            axis.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        figure.tight_layout()
+        name = f"drift-{len(plots)}.png"
+        (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+        figure.savefig(out_dir / "plots" / name, dpi=100)
+        plt.close(figure)
+        plots.append((str(group), f"plots/{name}"))
+    return plots
+
+
+def write_report(
+    out_dir: Path,
+    tables: Sequence[Table],
+    rows: pd.DataFrame,
+    videos: Mapping[str, Path],
+    probe_images: Mapping[str, Path] | None = None,
+    drift: pd.DataFrame | None = None,
+    title: str = "Video-Mirai harness report",
+    per_pair: int = 2,
+    templates: Path = TEMPLATES,
+) -> Path:
+    """Write `out_dir/index.html`; `videos` maps a row's video key to its mp4, `probe_images` caption -> png."""
+    rows = check_frame(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probes = [
+        (caption, _copy(Path(path), out_dir, "probes", f"probe-{i}{Path(path).suffix}"))
+        for i, (caption, path) in enumerate((probe_images or {}).items())
+    ]
+    environment = Environment(
+        loader=FileSystemLoader(templates),
+        autoescape=select_autoescape(["html.j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    html = environment.get_template("report.html.j2").render(
+        title=title,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        scales=sorted({t.scale for t in tables}),
+        tables=[layout(t) for t in tables],
+        pairs=side_by_side(rows, videos, out_dir, per_pair),
+        drift=drift_plots(drift, rows, out_dir) if drift is not None else [],
+        probes=probes,
+    )
+    index = out_dir / "index.html"
+    index.write_text(html, encoding="utf-8")
+    return index
