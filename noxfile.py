@@ -70,3 +70,50 @@ def bench_score(session: nox.Session) -> None:
     session.install("--no-deps", "-e", ".")
     session.install("av>=12")
     session.run("python", "benchmarks/score.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tables(session: nox.Session) -> None:
+    """Regenerate tables/generated/ from the toy manifests' runs; fail when the committed tables differ.
+
+    `mirai-eval run` resumes from the store (only missing videos and scores are computed) and writes
+    the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
+    manifests as arguments to regenerate only some.
+    """
+    from pathlib import Path
+
+    session.install("-e", ".[dev]")
+    manifests = session.posargs or [
+        str(path) for path in sorted(Path("manifests/toy").glob("*.yaml")) if "\ntables:" in path.read_text()
+    ]
+    if not manifests:
+        session.error("no manifests/toy/*.yaml with `tables:`; nothing to regenerate")
+    for manifest in manifests:
+        session.run("mirai-eval", "run", "--manifest", manifest)
+        session.run("mirai-eval", "render", "--manifest", manifest, "--out", "tables/generated")
+    changed = session.run(
+        "git", "status", "--porcelain", "--", "tables/generated", external=True, silent=True
+    )
+    if changed:
+        session.error(
+            f"the committed toy tables differ from the regenerated ones:\n{changed}commit tables/generated/"
+        )
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """The HTML report in headless Chromium (Debian's chromium, installed when missing; needs root).
+
+    Keeps the screenshot at runs/report/screenshot.png.
+    """
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").exists():
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "chromium", external=True)
+    session.install("-e", ".[dev]")
+    screenshot = Path("runs/report/screenshot.png").resolve()
+    session.run(
+        "pytest", "tests/test_report.py", *session.posargs, env={"REPORT_SCREENSHOT": str(screenshot)}
+    )
+    session.log(f"screenshot: {screenshot}")
