@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mirai_train.cli_options import CheckpointDir, Device, Seed, UseEma
+
+if TYPE_CHECKING:
+    from mirai_eval.plan import Plan
+    from mirai_eval.score_stage import Scorer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -146,6 +150,145 @@ def score(
     typer.echo(f"results written to {out}")
     if results["failed_videos"]:
         raise typer.Exit(1)
+
+
+ManifestPath = Annotated[Path, typer.Option("--manifest", help="A manifest YAML file (see manifests/).")]
+Limit = Annotated[
+    int | None, typer.Option("--limit", help="Only the first N prompts of each horizon (a quick check).")
+]
+
+
+def _plan_or_exit(
+    manifest: Path, limit: int | None, profile: str | None = None, device: str | None = None
+) -> Plan:
+    """The plan, or exit 2 with one line per problem in the manifest and its files."""
+    from mirai_eval.run import load_plan
+    from mirai_train.config_files import ConfigError
+
+    try:
+        return load_plan(manifest, limit=limit, profile=profile, device=device)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _show_plan(plan: Plan, blockers: list[str], scorer: Scorer | None) -> None:
+    from rich.console import Console
+
+    from mirai_eval.run import plan_table
+    from mirai_eval.store import Store
+
+    console = Console()
+    console.print(plan_table(plan, Store(plan.manifest.store), scorer))
+    for name, horizon in plan.manifest.horizons.items():
+        prompt_set = plan.manifest.prompt_sets[horizon.prompts]
+        extended = f", generated from {prompt_set.extended}" if prompt_set.extended else ""
+        console.print(
+            f"{name}: {horizon.seconds:g} s, prompt set {horizon.prompts} ({prompt_set.path}{extended}), "
+            f"{len(plan.prompts[horizon.prompts][: plan.limit])} prompts x {horizon.samples_per_prompt} samples, "
+            f"seeds {horizon.seed_base} + i*{horizon.samples_per_prompt} + k; dimensions: "
+            f"{', '.join(horizon.dimensions)} ({plan.manifest.scoring.profile} profile, {horizon.protocol})"
+        )
+    for blocker in blockers:
+        console.print(f"[bold]needed before running:[/bold] {blocker}", markup=True, highlight=False)
+
+
+@app.command("validate")
+def validate_command(manifest: ManifestPath, limit: Limit = None) -> None:
+    """Check a manifest and its files and print the plan; exit 1 if a run could not start yet."""
+    from mirai_eval.score_stage import scoring_blockers
+
+    plan = _plan_or_exit(manifest, limit)
+    blockers = plan.blockers + scoring_blockers(plan.manifest)
+    _show_plan(plan, blockers, None)
+    if blockers:
+        raise typer.Exit(1)
+    typer.echo(f"{manifest}: valid")
+
+
+@app.command("run")
+def run_command(
+    manifest: ManifestPath,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (cached vs to do); run nothing.")
+    ] = False,
+    limit: Limit = None,
+    shard: Annotated[
+        str, typer.Option("--shard", help="i/n: run the i-th of n disjoint job slices (job arrays).")
+    ] = "0/1",
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Score with this profile instead (e.g. toy on a CPU).")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Override the manifest's device.")] = None,
+) -> None:
+    """Regenerate a manifest's tables: generate, score, aggregate, render. Resumes; --shard / torchrun split it."""
+    from rich.console import Console
+
+    from mirai_eval.run import RunError, execute, parse_shard, torchrun_slice
+    from mirai_eval.score_stage import make_scorer, scoring_blockers
+    from mirai_eval.scoring.delegate import DelegationError
+
+    if profile not in (None, "vbench", "toy"):
+        raise typer.BadParameter(f"unknown profile {profile!r}; use vbench or toy", param_hint="--profile")
+    try:
+        slice_ = torchrun_slice(*parse_shard(shard))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--shard") from None
+    plan = _plan_or_exit(manifest, limit, profile, device)
+    blockers = plan.blockers + scoring_blockers(plan.manifest)
+    scorer = None if blockers else make_scorer(plan.manifest, plan.manifest.generation.device)
+    if dry_run or blockers:
+        _show_plan(plan, blockers, scorer)
+        if blockers and not dry_run:
+            typer.echo("error: nothing was started; see 'needed before running' above", err=True)
+            raise typer.Exit(1)
+        return
+    assert scorer is not None
+    command = {"limit": limit, "shard": shard, "profile": profile, "device": device}
+    try:
+        results = execute(plan, scorer, slice_, Console(), command)
+    except (RunError, DelegationError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if results is not None:
+        typer.echo(f"results: {results}")
+
+
+@app.command("ls")
+def ls_command(
+    store: Annotated[Path, typer.Option("--store", help="The store folder.")] = Path("runs/store"),
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Show this manifest's plan against the store instead.")
+    ] = None,
+) -> None:
+    """What the store holds: videos per model and length, and how many scores each has."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from mirai_eval.store import Store
+
+    if manifest is not None:
+        from mirai_eval.score_stage import make_scorer, scoring_blockers
+
+        plan = _plan_or_exit(manifest, None)
+        blockers = plan.blockers + scoring_blockers(plan.manifest)
+        _show_plan(plan, blockers, None if blockers else make_scorer(plan.manifest, "cpu"))
+        return
+    content = Store(store)
+    videos: Counter[tuple[str, str, float]] = Counter()
+    scores: Counter[tuple[str, str, float]] = Counter()
+    for key, info in content.videos():
+        group = (info["model"], (info["checkpoint_sha256"] or "")[:12], info["seconds"])
+        videos[group] += 1
+        scores[group] += len(content.scores_of(key))
+    table = Table(title=f"{store}: {sum(videos.values())} videos")
+    for column in ("model", "checkpoint", "seconds", "videos", "scores"):
+        table.add_column(column)
+    for group in sorted(videos):
+        table.add_row(group[0], group[1], f"{group[2]:g}", str(videos[group]), str(scores[group]))
+    Console().print(table)
 
 
 @app.command("render")

@@ -1,0 +1,246 @@
+"""Manifest -> jobs: every (model, horizon, prompt, sample) video with the content key it is stored under.
+
+A video's key is the hash of everything that decides its pixels: the checkpoint's content sha256,
+the text the generator sees, the seed, the manifest's sampler and rolling-sink overrides, the
+length, whether EMA weights are used, and the source of the code that generates it. Change any of
+them and the key changes; change none and the stored video is reused. The plan also checks the
+files the manifest names (prompt files and their sha256, checkpoints, recipes), reporting every
+problem as file:line: field, and lists what a real run still needs (`blockers`), which a dry run
+only reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mirai_eval
+import mirai_train
+from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet
+from mirai_train.checkpoint import CheckpointError, file_sha256, read_metadata
+from mirai_train.config_files import ConfigError
+
+# The code a rollout runs through: a change in any of these files changes every video key.
+GENERATION_SOURCES = (
+    Path(mirai_eval.__file__).parent / "generate.py",
+    Path(mirai_eval.__file__).parent / "video.py",
+    Path(mirai_train.__file__).parent / "sampling.py",
+    Path(mirai_train.__file__).parent / "spec.py",
+    *sorted((Path(mirai_train.__file__).parent / "models").glob("*.py")),
+)
+
+
+def source_version(paths: Sequence[Path]) -> str:
+    """sha256 over the named source files (name and bytes), so the version follows the code itself."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    index: int  # line index in the prompt file: the cluster for statistics, and the seed rule's idx
+    text: str  # names and scores the video
+    generate: str  # what the generator sees (the extended twin, or `text`)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's checkpoint is and what is known of it before loading any weights."""
+
+    entry: ModelEntry
+    checkpoint: Path
+    content_sha256: str | None  # None while the checkpoint is absent and the manifest gives none
+    present: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str  # label
+    horizon: str
+    prompt: Prompt
+    sample: int
+    seed: int
+    key: str | None  # None while the checkpoint's content sha256 is unknown
+
+    @property
+    def name(self) -> str:
+        """VBench's file name for this video (the original prompt, not the extended one)."""
+        return f"{self.prompt.text}-{self.sample}.mp4"
+
+
+@dataclass
+class Plan:
+    file: ManifestFile
+    manifest: Manifest  # the file's manifest with any command-line overrides applied
+    models: dict[str, ModelSource]
+    prompts: dict[str, list[Prompt]]
+    jobs: list[Job]
+    blockers: list[str]  # what a real run needs first (missing checkpoints, untrained recipes)
+    generation_code: str
+    limit: int | None  # the first N prompts of each horizon (--limit)
+
+
+def video_key(source: ModelSource, horizon: Horizon, prompt: Prompt, seed: int, code: str) -> str | None:
+    if source.content_sha256 is None:
+        return None
+    return digest(
+        {
+            "checkpoint": source.content_sha256,
+            "ema": source.entry.ema,
+            "prompt": prompt.generate,
+            "seed": seed,
+            "seconds": horizon.seconds,
+            "sampler": source.entry.sampler.model_dump(exclude_none=True),
+            "rolling_sink": horizon.rolling_sink.model_dump(exclude_none=True),
+            "code": code,
+        }
+    )
+
+
+def _read_lines(path: Path, where: str, problems: list[str]) -> list[str] | None:
+    if not path.is_file():
+        problems.append(f"{where}: {path} not found; see the manifest's comment for where to get it")
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    empty = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if empty:
+        problems.append(f"{where}: {path} has empty lines {empty[:5]}; one prompt per line, no blank lines")
+        return None
+    return lines
+
+
+def _check_sha(path: Path, expected: str, where: str, problems: list[str]) -> None:
+    actual = file_sha256(path)
+    if actual != expected:
+        problems.append(
+            f"{where}: {path} has sha256 {actual}, not {expected}; this is a different file "
+            "(get the one the manifest names, or update the sha256 if you meant to change the prompts)"
+        )
+
+
+def read_prompt_set(
+    file: ManifestFile, name: str, prompt_set: PromptSet, problems: list[str]
+) -> list[Prompt]:
+    """The prompts of a set in order, after `indices` and `limit`; problems appended, [] if unreadable."""
+    texts = _read_lines(prompt_set.path, file.where("prompt_sets", name, "path"), problems)
+    if texts is None:
+        return []
+    _check_sha(prompt_set.path, prompt_set.sha256, file.where("prompt_sets", name, "sha256"), problems)
+    generate = texts
+    if prompt_set.extended is not None and prompt_set.extended_sha256 is not None:
+        where = file.where("prompt_sets", name, "extended")
+        extended = _read_lines(prompt_set.extended, where, problems)
+        if extended is None:
+            return []
+        _check_sha(
+            prompt_set.extended,
+            prompt_set.extended_sha256,
+            file.where("prompt_sets", name, "extended_sha256"),
+            problems,
+        )
+        if len(extended) != len(texts):
+            problems.append(
+                f"{where}: {len(extended)} lines but {prompt_set.path} has {len(texts)}; the extended "
+                "prompts pair with the originals line by line"
+            )
+            return []
+        generate = extended
+    indices = list(range(len(texts))) if prompt_set.indices is None else prompt_set.indices
+    outside = [i for i in indices if i >= len(texts)]
+    if outside:
+        problems.append(
+            f"{file.where('prompt_sets', name, 'indices')}: {outside[:5]} past the last line ({len(texts) - 1})"
+        )
+        return []
+    if prompt_set.limit is not None:
+        indices = indices[: prompt_set.limit]
+    return [Prompt(i, texts[i], generate[i]) for i in indices]
+
+
+def fit_available() -> bool:
+    """Whether this version has `mirai_train.train.fit`, which builds a checkpoint from a recipe."""
+    return importlib.util.find_spec("mirai_train.train") is not None
+
+
+def recipe_checkpoint(store: Path, recipe: Path) -> Path:
+    """Where a recipe-built checkpoint lives: in the store, under the recipe's name and content."""
+    return store / "checkpoints" / f"{recipe.stem}-{file_sha256(recipe)[:16]}"
+
+
+def resolve_model(
+    file: ManifestFile, manifest: Manifest, i: int, problems: list[str], blockers: list[str]
+) -> ModelSource:
+    entry = manifest.models[i]
+    if entry.recipe is not None and not entry.recipe.is_file():
+        problems.append(f"{file.where('models', i, 'recipe')}: {entry.recipe} not found")
+    checkpoint = entry.checkpoint
+    if checkpoint is None:
+        assert entry.recipe is not None  # the schema requires checkpoint or recipe
+        if not entry.recipe.is_file():
+            return ModelSource(entry, Path(), entry.sha256, False)
+        checkpoint = recipe_checkpoint(manifest.store, entry.recipe)
+    if not checkpoint.exists():
+        if entry.recipe is None:
+            blockers.append(
+                f"{file.where('models', i, 'checkpoint')}: {checkpoint} does not exist; put the checkpoint "
+                "there (mirai-train import / fit) or give a `recipe:` that builds it"
+            )
+        elif not fit_available():
+            blockers.append(
+                f"{file.where('models', i, 'recipe')}: {checkpoint} must be trained from {entry.recipe} "
+                f"first, and this version has no `mirai-train fit` yet; train it and put it at {checkpoint}"
+            )
+        return ModelSource(entry, checkpoint, entry.sha256, False)
+    try:
+        actual = read_metadata(checkpoint).content_sha256
+    except CheckpointError as error:
+        problems.append(f"{file.where('models', i, 'checkpoint')}: {error}")
+        return ModelSource(entry, checkpoint, None, True)
+    if entry.sha256 is not None and actual != entry.sha256:
+        problems.append(
+            f"{file.where('models', i, 'sha256')}: {checkpoint} has content sha256 {actual}, not "
+            f"{entry.sha256}; it is a different checkpoint (fix the path, or the sha256 if it was retrained)"
+        )
+    return ModelSource(entry, checkpoint, actual, True)
+
+
+def build_plan(file: ManifestFile, manifest: Manifest | None = None, limit: int | None = None) -> Plan:
+    """The plan of a manifest (with overrides applied); `limit` keeps the first N prompts of each horizon.
+    Raises `ConfigError` listing every file problem; blockers are left to the caller."""
+    manifest = manifest or file.manifest
+    problems: list[str] = []
+    blockers: list[str] = []
+    prompts = {name: read_prompt_set(file, name, ps, problems) for name, ps in manifest.prompt_sets.items()}
+    models = {
+        m.label: resolve_model(file, manifest, i, problems, blockers) for i, m in enumerate(manifest.models)
+    }
+    if problems:
+        raise ConfigError(file.path, problems)
+    plan = Plan(file, manifest, models, prompts, [], blockers, source_version(GENERATION_SOURCES), limit)
+    plan.jobs = make_jobs(plan)
+    return plan
+
+
+def make_jobs(plan: Plan) -> list[Job]:
+    """Jobs in a fixed order (model, horizon, prompt, sample), keyed from the plan's model sources."""
+    jobs = []
+    for label, source in plan.models.items():
+        for horizon_name, horizon in plan.manifest.horizons.items():
+            for prompt in plan.prompts[horizon.prompts][: plan.limit]:
+                for sample in range(horizon.samples_per_prompt):
+                    seed = horizon.seed(prompt.index, sample)
+                    key = video_key(source, horizon, prompt, seed, plan.generation_code)
+                    jobs.append(Job(label, horizon_name, prompt, sample, seed, key))
+    return jobs

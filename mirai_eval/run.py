@@ -1,0 +1,406 @@
+"""`mirai-eval run`: plan -> build missing checkpoints -> generate missing videos -> score missing
+(video, dimension, scorer signature) items -> per-video rows -> tables, with a progress bar per stage.
+
+Every stage reads the store first and computes only what is absent, so a killed run resumes where
+it stopped and a finished run reruns in seconds. `--shard i/n` and torchrun ranks take disjoint
+strided slices of the jobs; the process that sees the whole plan (no shard; rank 0 under torchrun,
+after a barrier) aggregates from the store, so shards run separately and then aggregated give the
+same rows as one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mirai_eval.plan import Job, ModelSource, Plan, fit_available, make_jobs, recipe_checkpoint
+from mirai_eval.rows import ScoreRow, to_frame
+from mirai_eval.score_stage import Scorer, score_jobs
+from mirai_eval.store import Store, atomic_write_text
+from mirai_train.checkpoint import _git_revision, read_metadata
+
+PACKAGES = (
+    "video-mirai-harness", "torch", "torchvision", "diffusers", "transformers", "numpy", "decord", "av",
+    "pandas", "pydantic", "jinja2",
+)  # fmt: skip
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or finish; the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Which part of the jobs this process owns: shard i of n (job arrays), then rank r of w (torchrun)."""
+
+    shard: int = 0
+    shards: int = 1
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def whole(self) -> bool:
+        return self.shards == 1 and self.world == 1
+
+    def take(self, jobs: list[Job]) -> list[Job]:
+        return jobs[self.shard :: self.shards][self.rank :: self.world]
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - started, 3)
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def build_checkpoints(plan: Plan, sources: dict[str, ModelSource], rank: int) -> dict[str, ModelSource]:
+    """Train the recipe-built checkpoints that are missing (rank 0 only) and fill in their content sha256."""
+    built = dict(sources)
+    for label, source in sources.items():
+        if source.present:
+            continue
+        recipe = source.entry.recipe
+        if recipe is None or not fit_available():
+            raise RunError(f"model {label!r}: {source.checkpoint} does not exist (see `mirai-eval validate`)")
+        target = recipe_checkpoint(plan.manifest.store, recipe)
+        if rank == 0 and not target.exists():
+            from mirai_train.train import fit  # type: ignore[import-not-found,unused-ignore]
+
+            exported = Path(fit(recipe, plan.manifest.store / "training" / target.name))
+            link = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(exported.resolve(), target.parent))
+            link.replace(target)
+        built[label] = dataclasses.replace(
+            source, checkpoint=target, content_sha256=read_metadata(target).content_sha256, present=True
+        )
+    return built
+
+
+def generate_jobs(plan: Plan, jobs: list[Job], store: Store, device: str, progress: Progress) -> int:
+    """Generate the videos of `jobs` that are not in the store; returns how many were made."""
+    from mirai_eval.generate import Generator
+
+    todo = [j for j in jobs if j.key is not None and not store.has_video(j.key)]
+    task = progress.add_task("generate", total=len(jobs), completed=len(jobs) - len(todo))
+    loaded: tuple[str, Generator] | None = None
+    for job in todo:
+        assert job.key is not None
+        source = plan.models[job.model]
+        if loaded is None or loaded[0] != job.model:
+            loaded = job.model, Generator.load(source.checkpoint, use_ema=source.entry.ema, device=device)
+        base = loaded[1]
+        horizon = plan.manifest.horizons[job.horizon]
+        spec = base.spec.model_copy(
+            update={
+                "sampler": base.spec.sampler.model_copy(
+                    update=source.entry.sampler.model_dump(exclude_none=True)
+                ),
+                "rolling_sink": base.spec.rolling_sink.model_copy(
+                    update=horizon.rolling_sink.model_dump(exclude_none=True)
+                ),
+            }
+        )
+        generator = dataclasses.replace(base, spec=spec)
+        started = time.perf_counter()
+        frames = generator.generate(job.prompt.generate, horizon.seconds, job.seed)
+        info = {
+            "model": job.model,
+            "checkpoint": str(source.checkpoint),
+            "checkpoint_sha256": source.content_sha256,
+            "horizon": job.horizon,
+            "seconds": horizon.seconds,
+            "prompt": job.prompt.text,
+            "generated_from": job.prompt.generate,
+            "seed": job.seed,
+            "frames": int(frames.shape[0]),
+            "device": device,
+            "generation_seconds": round(time.perf_counter() - started, 3),
+        }
+        store.put_video(job.key, lambda tmp, f=frames, g=generator: g.write(f, tmp), info)  # type: ignore[misc]
+        progress.advance(task)
+    return len(todo)
+
+
+def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
+    """Every job's row per dimension, from the store; `RunError` naming what is still missing."""
+    rows, missing_videos, missing_scores = [], 0, 0
+    for job in plan.jobs:
+        if job.key is None or not store.has_video(job.key):
+            missing_videos += 1
+            continue
+        source = plan.models[job.model]
+        for dimension in plan.manifest.horizons[job.horizon].dimensions:
+            value, error, signature = scorer.result(store, job, dimension)
+            if signature is None:
+                missing_scores += 1
+                continue
+            rows.append(
+                ScoreRow(
+                    model=job.model,
+                    baseline=source.entry.baseline,
+                    group=source.entry.group,
+                    horizon=job.horizon,
+                    prompt=job.prompt.text,
+                    prompt_index=job.prompt.index,
+                    sample=job.sample,
+                    seed=job.seed,
+                    dimension=dimension,
+                    value=value,
+                    error=error,
+                    profile=scorer.profile,
+                    scorer=signature,
+                    video=job.key,
+                )
+            )
+    if missing_videos or missing_scores:
+        raise RunError(
+            f"the store {store.root} lacks {missing_videos} video(s) and {missing_scores} score(s) of this plan; "
+            "run the remaining shards (or the whole manifest without --shard) first"
+        )
+    return rows
+
+
+def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
+    """Per-video rows as JSONL, full float precision, NaN as null (pandas reads it back with read_json)."""
+    lines = []
+    for row in rows:
+        data = dataclasses.asdict(row)
+        data["value"] = None if math.isnan(row.value) else row.value
+        lines.append(json.dumps(data) + "\n")
+    path = out / "rows.jsonl"
+    atomic_write_text(path, "".join(lines))
+    return path
+
+
+def render_tables(plan: Plan, rows: list[ScoreRow], scorer: Scorer, console: Console) -> dict[str, list[str]]:
+    from mirai_eval.render import Format, render
+    from mirai_eval.tables import build_table
+
+    formats: tuple[Format, ...] = ("tex", "md")
+
+    frame = to_frame(rows)
+    written: dict[str, list[str]] = {}
+    for spec in plan.manifest.tables:
+        table = build_table(frame, spec, scale=plan.manifest.scale, scorer_signature=scorer.summary)
+        written[spec.name] = []
+        for fmt in formats:
+            path = plan.manifest.out / "tables" / f"{spec.name}.{fmt}"
+            text = render(table, fmt)
+            atomic_write_text(path, text)
+            written[spec.name].append(str(path))
+            if fmt == "md":
+                console.print(text)
+    return written
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def results(
+    plan: Plan, scorer: Scorer, slice_: Slice, timings: Timings, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything needed to say what was run, on what, with which code: the manifest echo, hashes, seeds,
+    scorer signatures, package versions and timings."""
+    manifest = plan.manifest
+    return {
+        "manifest": {
+            "path": str(plan.file.path),
+            "sha256": plan.file.sha256,
+            "echo": manifest.model_dump(mode="json"),
+        },
+        "command": extra,
+        "git_revision": _git_revision(),
+        "versions": versions(),
+        "generation_code": plan.generation_code,
+        "models": {
+            label: {"checkpoint": str(s.checkpoint), "content_sha256": s.content_sha256, "ema": s.entry.ema}
+            for label, s in plan.models.items()
+        },
+        "prompt_sets": {
+            name: {
+                "path": str(ps.path),
+                "sha256": ps.sha256,
+                "extended": None if ps.extended is None else str(ps.extended),
+                "extended_sha256": ps.extended_sha256,
+                "prompts": len(plan.prompts[name]),
+            }
+            for name, ps in manifest.prompt_sets.items()
+        },
+        "seeds": {
+            name: {
+                "rule": f"{h.seed_base} + prompt_index * {h.samples_per_prompt} + sample",
+                "seeds": sorted({j.seed for j in plan.jobs if j.horizon == name}),
+            }
+            for name, h in manifest.horizons.items()
+        },
+        "scoring": {"profile": scorer.profile, "summary": scorer.summary, "signatures": scorer.signatures},
+        "videos": {
+            job.key: {
+                "model": job.model,
+                "horizon": job.horizon,
+                "prompt_index": job.prompt.index,
+                "seed": job.seed,
+            }
+            for job in plan.jobs
+            if job.key is not None
+        },
+        "slice": dataclasses.asdict(slice_),
+        "timings": {"stages_seconds": timings.stages, "counts": timings.counts},
+    }
+
+
+def init_distributed(slice_: Slice, device: str) -> str:
+    """Join torchrun's process group (used for one barrier) and pick this rank's device."""
+    import torch.distributed as dist
+
+    if slice_.world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timedelta(days=2))
+    if device == "cuda" and slice_.world > 1:
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
+
+
+def execute(
+    plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
+) -> Path | None:
+    """Run this process's slice, then (when it sees the whole plan) aggregate and render; returns results.json."""
+    store, timings = Store(plan.manifest.store), Timings()
+    device = init_distributed(slice_, plan.manifest.generation.device)
+    with timings.stage("checkpoints"):
+        plan.models = build_checkpoints(plan, plan.models, slice_.rank)
+        if slice_.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            plan.models = build_checkpoints(plan, plan.models, slice_.rank)
+    plan.jobs = make_jobs(plan)
+    mine = slice_.take(plan.jobs)
+    with progress_bar(console) as progress:
+        with timings.stage("generate"):
+            timings.counts["generated"] = generate_jobs(plan, mine, store, device, progress)
+        with timings.stage("score"):
+            timings.counts["scored"] = score_jobs(plan, mine, store, scorer, progress)
+    timings.counts["jobs_in_slice"] = len(mine)
+    if slice_.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if slice_.shards > 1 or slice_.rank != 0:
+        console.print(
+            f"shard {slice_.shard}/{slice_.shards} rank {slice_.rank}/{slice_.world}: {len(mine)} jobs done; "
+            "aggregate with the same command without --shard once every shard has finished"
+        )
+        return None
+    with timings.stage("aggregate"):
+        rows = collect_rows(plan, store, scorer)
+        out = plan.manifest.out
+        rows_path = write_rows(out, rows)
+    with timings.stage("render"):
+        tables = render_tables(plan, rows, scorer, console)
+    document = results(plan, scorer, slice_, timings, {**command, "rows": str(rows_path), "tables": tables})
+    path = out / "results.json"
+    atomic_write_text(path, json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def load_plan(
+    manifest_path: Path, *, limit: int | None = None, profile: str | None = None, device: str | None = None
+) -> Plan:
+    """Validate the manifest, apply command-line overrides, check its files; `ConfigError` lists problems."""
+    from mirai_eval.manifest import load_manifest
+    from mirai_eval.plan import build_plan
+
+    file = load_manifest(manifest_path)
+    manifest = file.manifest
+    if profile is not None:
+        manifest = manifest.model_copy(
+            update={"scoring": manifest.scoring.model_copy(update={"profile": profile})}
+        )
+    if device is not None:
+        manifest = manifest.model_copy(
+            update={"generation": manifest.generation.model_copy(update={"device": device})}
+        )
+    return build_plan(file, manifest, limit)
+
+
+def plan_table(plan: Plan, store: Store, scorer: Scorer | None) -> Table:
+    """Per model and horizon: prompts x samples, videos cached / to do, scores cached / to do."""
+    table = Table(title=f"{plan.manifest.name}: {len(plan.jobs)} videos, store {store.root}")
+    for column in (
+        "model",
+        "horizon",
+        "prompts x samples",
+        "videos cached",
+        "to do",
+        "scores cached",
+        "to do",
+    ):
+        table.add_column(column, justify="left" if column in ("model", "horizon") else "right")
+    for label, source in plan.models.items():
+        for name, horizon in plan.manifest.horizons.items():
+            jobs = [j for j in plan.jobs if j.model == label and j.horizon == name]
+            cached = [j for j in jobs if j.key is not None and store.has_video(j.key)]
+            total_scores = len(jobs) * len(horizon.dimensions)
+            scored = "?" if scorer is None else str(sum(
+                scorer.result(store, j, d)[2] is not None for j in cached for d in horizon.dimensions
+            ))  # fmt: skip
+            note = "" if source.present else " (checkpoint absent)"
+            prompts = len({j.prompt.index for j in jobs})
+            todo_scores = "?" if scorer is None else str(total_scores - int(scored))
+            table.add_row(
+                label + note, name, f"{prompts} x {horizon.samples_per_prompt}",
+                str(len(cached)), str(len(jobs) - len(cached)), scored, todo_scores,
+            )  # fmt: skip
+    return table
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise ValueError(f"--shard {text!r}: write i/n with 0 <= i < n, e.g. 0/4")
+    return int(index), int(count)
+
+
+def torchrun_slice(shard: int, shards: int) -> Slice:
+    """The process's slice: the shard given, and torchrun's RANK / WORLD_SIZE when launched by it."""
+    return Slice(shard, shards, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))

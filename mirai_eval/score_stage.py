@@ -1,0 +1,230 @@
+"""The score stage of `mirai-eval run`: each stored video scored once per (dimension, scorer signature).
+
+A scorer signature is the hash of what decides a score besides the video: the dimension, the
+profile, the sha256 of every weight file the dimension loads, the protocol (whole video or
+clips of N seconds), the delegation mode, and the source of the scoring code. Native dimensions
+share one decode of each video; dimensions of the vbench package run in its own environment on
+a folder of links named VBench-style. Dimensions a profile cannot compute (the toy profile's) are
+rows with NaN and the profile's reason, never stored and never a silent zero.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.progress import Progress
+
+import mirai_eval
+from mirai_eval.manifest import Horizon, Manifest
+from mirai_eval.plan import Job, Plan, digest, source_version
+from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
+from mirai_eval.scoring.longvideo import score_clips
+from mirai_eval.scoring.profiles import (
+    DELEGATED,
+    NATIVE,
+    TOY_UNAVAILABLE,
+    ScoringOptions,
+    ScoringPlan,
+    build_plan,
+)
+from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
+from mirai_eval.store import ScoreRecord, Store
+from mirai_eval.video import VideoError, decode
+from mirai_train.checkpoint import file_sha256
+
+SCORING_SOURCES = (
+    Path(mirai_eval.__file__).parent / "video.py",
+    *sorted((Path(mirai_eval.__file__).parent / "scoring").rglob("*.py")),
+)
+
+
+def kind_of(profile: str, dimension: str) -> str:
+    """`native`, `delegated` (the vbench package) or `unavailable` under a profile."""
+    if profile == "toy":
+        return "unavailable" if dimension in TOY_UNAVAILABLE else "native"
+    return "native" if dimension in NATIVE else "delegated"
+
+
+def needed_weights(manifest: Manifest) -> list[str]:
+    if manifest.scoring.profile != "vbench":
+        return []
+    dims = {d for h in manifest.horizons.values() for d in h.dimensions if d in NATIVE}
+    return sorted({key for d in dims for key in NEEDS.get(d, ())})
+
+
+def scoring_blockers(manifest: Manifest) -> list[str]:
+    """What scoring needs before a run may start: weight files, the vbench environment."""
+    blockers = []
+    try:
+        resolve_weights(needed_weights(manifest), manifest.scoring.weights)
+    except MissingWeightsError as error:
+        blockers.append(str(error))
+    dims = {d for h in manifest.horizons.values() for d in h.dimensions}
+    if manifest.scoring.profile == "vbench" and dims & set(DELEGATED):
+        try:
+            vbench_python(manifest.scoring.vbench_python)
+        except DelegationError as error:
+            blockers.append(f"{', '.join(sorted(dims & set(DELEGATED)))}: {error}")
+    return blockers
+
+
+@dataclass
+class Scorer:
+    """Signatures per (horizon, dimension) and, once needed, the loaded scoring models."""
+
+    manifest: Manifest
+    device: str
+    signatures: dict[str, dict[str, str]]
+    _plan: ScoringPlan | None = field(default=None, repr=False)
+
+    @property
+    def profile(self) -> str:
+        return self.manifest.scoring.profile
+
+    @property
+    def summary(self) -> str:
+        """One signature for a table caption: the profile and a hash of every dimension's signature."""
+        return f"{self.profile}:{digest(self.signatures)[:12]}"
+
+    def options(self) -> ScoringOptions:
+        scoring = self.manifest.scoring
+        return ScoringOptions(
+            self.device, scoring.batch_size, scoring.flow_batch_size, scoring.weights, scoring.full_info
+        )
+
+    def native(self) -> ScoringPlan:
+        """The native dimensions' models, loaded on first use (a cached run loads nothing)."""
+        if self._plan is None:
+            dims = sorted({d for h in self.manifest.horizons.values() for d in h.dimensions})
+            self._plan = build_plan(self.profile, dims, self.options())  # type: ignore[arg-type]
+        return self._plan
+
+    def result(self, store: Store, job: Job, dimension: str) -> tuple[float, str | None, str | None]:
+        """(value, error, signature) of a job's dimension; signature None when it is not scored yet."""
+        signature = self.signatures[job.horizon][dimension]
+        if kind_of(self.profile, dimension) == "unavailable":
+            return (
+                math.nan,
+                f"unavailable in the {self.profile} profile: {TOY_UNAVAILABLE[dimension]}",
+                signature,
+            )
+        assert job.key is not None
+        record = store.get_score(job.key, dimension, signature)
+        if record is None:
+            return math.nan, None, None
+        return record.value, record.error, signature
+
+
+def make_scorer(manifest: Manifest, device: str) -> Scorer:
+    """Signatures of every (horizon, dimension); hashes each weight file once."""
+    paths = resolve_weights(needed_weights(manifest), manifest.scoring.weights)
+    hashes = {key: file_sha256(path) for key, path in paths.items()}
+    code = source_version(SCORING_SOURCES)
+    signatures: dict[str, dict[str, str]] = {}
+    for name, horizon in manifest.horizons.items():
+        signatures[name] = {}
+        for dimension in horizon.dimensions:
+            kind = kind_of(manifest.scoring.profile, dimension)
+            payload = {
+                "dimension": dimension,
+                "profile": manifest.scoring.profile,
+                "kind": kind,
+                "weights": {
+                    k: hashes[k] for k in NEEDS.get(dimension, ()) if kind == "native" and k in hashes
+                },
+                "protocol": horizon.protocol,
+                "clip_seconds": horizon.clip_seconds if horizon.protocol == "clips" else None,
+                "code": code,
+            }
+            if kind == "delegated":
+                payload["mode"] = delegation_mode(manifest, horizon)
+            signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
+    return Scorer(manifest, device, signatures)
+
+
+def delegation_mode(manifest: Manifest, horizon: Horizon) -> str:
+    return "vbench_standard" if manifest.prompt_sets[horizon.prompts].vbench_standard else "custom_input"
+
+
+def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: Scorer) -> None:
+    assert job.key is not None
+    horizon = plan.manifest.horizons[job.horizon]
+    started = time.perf_counter()
+    try:
+        video = decode(store.video_path(job.key))
+    except VideoError as error:
+        for dimension in dims:
+            store.put_score(
+                ScoreRecord(
+                    job.key, dimension, scorer.signatures[job.horizon][dimension], math.nan, str(error)
+                )
+            )
+        return
+    decoded = time.perf_counter() - started
+    for dimension in dims:
+        signature = scorer.signatures[job.horizon][dimension]
+        started = time.perf_counter()
+        scorer_dim = scorer.native().native[dimension]
+        try:
+            clips = None
+            if horizon.protocol == "clips":
+                score, clips = score_clips(scorer_dim, video, job.prompt.text, horizon.clip_seconds)
+            else:
+                score = scorer_dim.score(video, job.prompt.text)
+            record = ScoreRecord(
+                job.key, dimension, signature, score.value, None, score.total, score.count, clips,
+                round(decoded + time.perf_counter() - started, 3),
+            )  # fmt: skip
+        except (ValueError, RuntimeError) as error:
+            record = ScoreRecord(job.key, dimension, signature, math.nan, f"{type(error).__name__}: {error}")
+        store.put_score(record)
+
+
+def _score_delegated(plan: Plan, jobs: list[Job], dims: list[str], store: Store, scorer: Scorer) -> None:
+    """One vbench run over links named `{prompt}-{k}.mp4` (one model and horizon, so names are unique)."""
+    horizon = plan.manifest.horizons[jobs[0].horizon]
+    python = vbench_python(plan.manifest.scoring.vbench_python)
+    with tempfile.TemporaryDirectory(prefix="mirai-delegate-") as folder:
+        for job in jobs:
+            assert job.key is not None
+            (Path(folder) / job.name).symlink_to(store.video_path(job.key).resolve())
+        started = time.perf_counter()
+        results = run_vbench(
+            Path(folder), dims, python, scorer.device, delegation_mode(plan.manifest, horizon)
+        )
+    seconds = round((time.perf_counter() - started) / len(jobs), 3)
+    for dimension in dims:
+        per_video = results[dimension].per_video if dimension in results else {}
+        for job in jobs:
+            assert job.key is not None
+            value = per_video.get(job.name)
+            error = None if value is not None else f"vbench returned no {dimension} value for {job.name}"
+            signature = scorer.signatures[job.horizon][dimension]
+            value = math.nan if value is None else value
+            store.put_score(ScoreRecord(job.key, dimension, signature, value, error, seconds=seconds))
+
+
+def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progress: Progress) -> int:
+    """Score what the store lacks for `jobs`; returns the number of (video, dimension) items computed."""
+    task = progress.add_task("score", total=len(jobs))
+    delegated: dict[tuple[str, str, tuple[str, ...]], list[Job]] = defaultdict(list)
+    computed = 0
+    for job in jobs:
+        dims = plan.manifest.horizons[job.horizon].dimensions
+        missing = [d for d in dims if scorer.result(store, job, d)[2] is None]
+        native = [d for d in missing if kind_of(scorer.profile, d) == "native"]
+        if native:
+            _score_native(plan, job, native, store, scorer)
+        others = tuple(d for d in missing if kind_of(scorer.profile, d) == "delegated")
+        if others:
+            delegated[job.model, job.horizon, others].append(job)
+        computed += len(native) + len(others)
+        progress.advance(task)
+    for (_, _, dims_), group in delegated.items():
+        _score_delegated(plan, group, list(dims_), store, scorer)
+    return computed
