@@ -48,6 +48,14 @@ class Pair:
     rows: list[tuple[Clip, Clip]]
 
 
+def _seconds(horizon: str) -> float:
+    """Order horizons by length ("5s" before "30s"); a name that is not a length goes last."""
+    try:
+        return float(horizon.removesuffix("s"))
+    except ValueError:
+        return float("inf")
+
+
 def _file_name(key: str) -> str:
     """Store keys are hex digests; anything else is hashed so it cannot escape the report directory."""
     return (
@@ -67,7 +75,7 @@ def side_by_side(
 ) -> list[Pair]:
     """Up to `per_pair` (prompt, seed) for every method/baseline pair that both have at every horizon."""
     keys = rows.drop_duplicates(["model", "horizon", "prompt_index", "seed"])
-    horizons = sorted(set(keys["horizon"]), key=lambda h: float(h.rstrip("s")))
+    horizons = sorted(set(keys["horizon"]), key=_seconds)
     pairs: list[Pair] = []
     methods = keys[keys["baseline"].notna()].drop_duplicates("model")
     for method in methods.itertuples():

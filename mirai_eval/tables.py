@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mirai_eval.rows import check_frame
 from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY, SEMANTIC
 from mirai_eval.scoring.final import final_score
-from mirai_eval.stats import bootstrap_interval, holm, paired_permutation_p
+from mirai_eval.stats import MAX_EXACT_PROMPTS, bootstrap_interval, holm, paired_permutation_p
 
 Kind = Literal[
     "table1",
@@ -323,7 +323,7 @@ def _paired_p(method: _Metric, baseline: _Metric, spec: TableSpec, rng: np.rando
 
 def _bold(values: Sequence[float | None], decimals: int) -> list[bool]:
     """Best (highest) as displayed; every tie is bold; nothing is bold with fewer than two values."""
-    shown = [None if v is None else round(v, decimals) for v in values]
+    shown = [None if v is None else float(f"{v:.{decimals}f}") for v in values]
     present = [v for v in shown if v is not None]
     if len(present) < 2:
         return [False] * len(values)
@@ -347,7 +347,8 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
             "make the table's `model` labels match the manifest's model labels"
         )
     reported = load_reported(spec.reported) if spec.reported else None
-    wide = {(model, h): _wide(rows, model, h) for model in known for h in {c.horizon for c in spec.columns}}
+    models = {r.model for g in spec.groups for r in g.rows}
+    wide = {(model, h): _wide(rows, model, h) for model in models for h in {c.horizon for c in spec.columns}}
     groups: list[tuple[Line, ...]] = []
     reasons: dict[str, None] = {}
     for g, group in enumerate(spec.groups):
@@ -434,7 +435,8 @@ def _caption(
         parts.append(
             f"*: paired sign-flip permutation test against the group's baseline on the same prompts and "
             f"seeds, Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g} "
-            f"({spec.bootstrap.permutations} permutations or exact, seed {spec.bootstrap.seed})"
+            f"({spec.bootstrap.permutations} random sign flips, or all of them for up to "
+            f"{min(MAX_EXACT_PROMPTS, int(np.log2(spec.bootstrap.permutations)))} prompts; seed {spec.bootstrap.seed})"
         )
     parts.append("bold: best within each group")
     notes = sorted({c.note for g in groups for line in g for c in line.cells if c.note})

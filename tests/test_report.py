@@ -106,7 +106,7 @@ def test_chromium_renders_tables_and_loads_videos(report: Path) -> None:
             str(CHROMIUM),
             *flags,
             "--hide-scrollbars",
-            "--window-size=1400,2600",
+            "--window-size=1400,3700",
             f"--screenshot={screenshot}",
             url,
         ],
