@@ -459,13 +459,17 @@ def read_rows(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif path.suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True, dtype={"error": object, "baseline": object})
+        # No type guessing: a hex video key such as "12e4" or a prompt "1" must stay a string.
+        frame = pd.read_json(path, lines=True, dtype=False)
     else:
         raise ValueError(f"{path}: score rows must be a .jsonl or .parquet file")
     try:
-        return check_frame(frame.astype({"value": float}))
+        frame = check_frame(frame).astype({"value": float})
     except (ValueError, KeyError) as error:
         raise ValueError(f"{path}: {error}") from None
+    for column in ("baseline", "error"):  # null, as in ScoreRow, not NaN
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
 
 
 def scorer_summary(rows: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from mirai_eval.rows import ScoreRow, to_frame
 from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY
 from mirai_eval.scoring.final import final_score
 from mirai_eval.stats import holm, paired_permutation_p
-from mirai_eval.tables import TableSpec, build_table
+from mirai_eval.tables import TableSpec, build_table, read_rows
 
 BASE = "Causal-Forcing (chunk-wise)"
 MIRAI = "Causal-Forcing (chunk-wise) + Video-Mirai"
@@ -246,3 +247,21 @@ def test_reported_vs_reproduced_at_toy_scale_says_not_comparable() -> None:
         build_table(
             rows, spec(kind="reported_vs_reproduced", reported="table2"), scale="wan", scorer_signature="s"
         )
+
+
+def test_read_rows_round_trips_keys_that_look_like_numbers(tmp_path: Path) -> None:
+    rows = make_rows(noisy(0.0), models=((BASE, None),), prompts=2, samples=1, dimensions=("color",))
+    rows.loc[0, ["video", "prompt"]] = ["12e4", "1"]
+    rows.loc[1, ["value", "error"]] = [math.nan, "decode failed"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text(rows.to_json(orient="records", lines=True))
+    back = read_rows(path)
+    assert back.loc[0, "video"] == "12e4" and back.loc[0, "prompt"] == "1"
+    assert math.isnan(back.loc[1, "value"]) and back.loc[1, "error"] == "decode failed"
+    assert back.loc[2, "baseline"] is None and back["prompt_index"].tolist() == rows["prompt_index"].tolist()
+    with pytest.raises(ValueError, match=r"rows\.csv: score rows must be"):
+        (tmp_path / "rows.csv").write_text("x")
+        read_rows(tmp_path / "rows.csv")
+    (tmp_path / "old.jsonl").write_text('{"model": "m"}\n')
+    with pytest.raises(ValueError, match=r"old\.jsonl: score rows: missing columns"):
+        read_rows(tmp_path / "old.jsonl")
