@@ -207,14 +207,14 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
 
 def render_tables(plan: Plan, rows: list[ScoreRow], scorer: Scorer, console: Console) -> dict[str, list[str]]:
     from mirai_eval.render import Format, render
-    from mirai_eval.tables import build_table
+    from mirai_eval.tables import build_table, scorer_summary
 
     formats: tuple[Format, ...] = ("tex", "md")
 
     frame = to_frame(rows)
     written: dict[str, list[str]] = {}
     for spec in plan.manifest.tables:
-        table = build_table(frame, spec, scale=plan.manifest.scale, scorer_signature=scorer.summary)
+        table = build_table(frame, spec, scale=plan.manifest.scale, scorer_signature=scorer_summary(frame))
         written[spec.name] = []
         for fmt in formats:
             path = plan.manifest.out / "tables" / f"{spec.name}.{fmt}"
@@ -273,7 +273,7 @@ def results(
             }
             for name, h in manifest.horizons.items()
         },
-        "scoring": {"profile": scorer.profile, "summary": scorer.summary, "signatures": scorer.signatures},
+        "scoring": {"profile": scorer.profile, "signatures": scorer.signatures},
         "videos": {
             job.key: {
                 "model": job.model,

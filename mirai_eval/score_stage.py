@@ -86,11 +86,6 @@ class Scorer:
     def profile(self) -> str:
         return self.manifest.scoring.profile
 
-    @property
-    def summary(self) -> str:
-        """One signature for a table caption: the profile and a hash of every dimension's signature."""
-        return f"{self.profile}:{digest(self.signatures)[:12]}"
-
     def options(self) -> ScoringOptions:
         scoring = self.manifest.scoring
         return ScoringOptions(

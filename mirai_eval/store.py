@@ -2,7 +2,7 @@
 
     videos/ab/<key>.mp4          a finished video (present = done)
     videos/ab/<key>.json         what it is: model, prompt, seed, checkpoint, seconds, time taken
-    scores/ab/<key>/<dimension>-<signature[:16]>.json    one scored (video, dimension)
+    scores/ab/<key>/<dimension>-<sha256(signature)[:16]>.json    one scored (video, dimension)
 
 Every file is written under a temporary name in its final directory and renamed into place, so a
 run killed at any moment leaves either the finished file or nothing (plus a stray temporary file,
@@ -12,6 +12,7 @@ shards can share one store because they own disjoint keys.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -88,7 +89,10 @@ class Store:
         return dict(json.loads(self.video_path(key).with_suffix(".json").read_text(encoding="utf-8")))
 
     def score_path(self, key: str, dimension: str, signature: str) -> Path:
-        return self.root / "scores" / key[:2] / key / f"{dimension}-{signature[:16]}.json"
+        tag = hashlib.sha256(signature.encode()).hexdigest()[
+            :16
+        ]  # signatures hold "/"; keep file names plain
+        return self.root / "scores" / key[:2] / key / f"{dimension}-{tag}.json"
 
     def get_score(self, key: str, dimension: str, signature: str) -> ScoreRecord | None:
         path = self.score_path(key, dimension, signature)
