@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mirai_train.cli_options import ConfigFile, OutDir, Seed
+from mirai_train.cli_options import ConfigFile, Device, OutDir, Runs, Seed
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -41,6 +41,64 @@ def init(config: ConfigFile, out: OutDir, seed: Seed = 0) -> None:
     except (ConfigError, CheckpointError, FileExistsError) as error:
         raise fail(error) from error
     typer.echo(f"wrote {out} (content sha256 {meta.content_sha256})")
+
+
+@app.command()
+def fit(
+    config: ConfigFile,
+    out: Annotated[Path, typer.Option("--out", help="Run directory; an existing run is resumed.")],
+    runs: Runs = Path("runs"),
+    device: Device = "cpu",
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this step (the run stays resumable).")
+    ] = None,
+) -> None:
+    """Train one recipe (any stage); writes state.pt, log.jsonl and the exported generator/."""
+    from mirai_train.config_files import ConfigError
+    from mirai_train.trainer import fit as run_fit
+
+    try:
+        generator = run_fit(config, out, runs=runs, device=device, max_steps=max_steps)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise fail(error) from error
+    typer.echo(
+        f"{out}: done; generator checkpoint {generator}" if generator.exists() else f"{out}: stopped early"
+    )
+
+
+@app.command()
+def chain(config: ConfigFile, runs: Runs = Path("runs/toy"), device: Device = "cpu") -> None:
+    """Run a chain of recipes in order (each into RUNS/<name>); finished runs are skipped, others resumed."""
+    from mirai_train.config_files import ConfigError
+    from mirai_train.recipe import load_chain
+    from mirai_train.trainer import GENERATOR
+    from mirai_train.trainer import fit as run_fit
+
+    try:
+        steps = load_chain(config)
+        for name, recipe in steps:
+            if (runs / name / GENERATOR).exists():
+                typer.echo(f"{name}: already trained, skipped")
+                continue
+            run_fit(recipe, runs / name, runs=runs, device=device)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise fail(error) from error
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Option("--run", help="A `mirai-train fit` run directory.")],
+    out: OutDir,
+) -> None:
+    """Write the generator alone (with its EMA weights if kept); the critic and predictor are dropped."""
+    from mirai_train.checkpoint import CheckpointError
+    from mirai_train.trainer import export as run_export
+
+    try:
+        run_export(run, out)
+    except (CheckpointError, FileNotFoundError, FileExistsError) as error:
+        raise fail(error) from error
+    typer.echo(f"wrote {out}")
 
 
 @app.command("import")

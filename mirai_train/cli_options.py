@@ -20,3 +20,4 @@ Device = Annotated[str, typer.Option("--device", help="torch device, e.g. cpu or
 UseEma = Annotated[
     bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the checkpoint has them.")
 ]
+Runs = Annotated[Path, typer.Option("--runs", help="Root that recipes' checkpoint paths are relative to.")]

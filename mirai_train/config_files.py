@@ -68,9 +68,13 @@ def describe(
     return problems
 
 
-def load_model(path: Path | str, model: type[Model], section: str | None = None) -> Model:
-    """Validate the file (or one top-level `section` of it) as `model`."""
+def load_model(
+    path: Path | str, model: type[Model], section: str | None = None, substitute: dict[str, Any] | None = None
+) -> Model:
+    """Validate the file (or one top-level `section` of it) as `model`; `substitute` replaces top-level keys."""
     data, lines = read_yaml(path)
+    if substitute and isinstance(data, dict):
+        data = {**data, **substitute}
     prefix: tuple[Any, ...] = ()
     if section is not None:
         if not isinstance(data, dict) or section not in data:

@@ -7,6 +7,7 @@ spends more of the schedule at high noise; the few-step generator's steps are wa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -166,3 +167,71 @@ def rollout(
         if on_block is not None:
             on_block(index + 1, config.num_frames // block)
     return Rollout(latents=torch.cat(blocks, dim=2), taps=taps)
+
+
+def ode_grid(schedule: FlowMatchSchedule, steps: int, include: list[float]) -> list[float]:
+    """Timesteps of an Euler grid, uniform before the shift, that passes exactly through `include`."""
+    s_values = {round(1 - i / steps, 12) for i in range(steps + 1)}
+    for t in include:  # invert sigma = shift*s / (1 + (shift-1)*s) to put t on the grid
+        sigma = t / schedule.num_train_timesteps
+        s_values.add(round(sigma / (schedule.shift - (schedule.shift - 1) * sigma), 12))
+    s = torch.tensor(sorted(s_values, reverse=True), dtype=torch.float64)
+    return [float(t) for t in schedule.shifted(s) * schedule.num_train_timesteps]
+
+
+@torch.no_grad()
+def ode_trajectory(
+    model: CausalWanTransformer,
+    text: Tensor,
+    noise: Tensor,
+    grid: list[float],
+    record: list[float],
+    *,
+    causal: bool,
+    guidance_scale: float = 1.0,
+    negative_text: Tensor | None = None,
+    schedule: FlowMatchSchedule | None = None,
+) -> Tensor:
+    """Deterministic Euler sampling from `noise`; the states at `record` timesteps plus the clean end.
+
+    Returns [B, len(record) + 1, C, F, H, W]. `causal=False` samples every frame at once (the
+    bidirectional teacher, Self-Forcing's ODE pairs); `causal=True` samples block by block with a
+    clean-context cache (the AR teacher of Causal-Forcing's causal ODE stage).
+    """
+    schedule = schedule or FlowMatchSchedule()
+    if guidance_scale != 1.0 and negative_text is None:
+        raise ValueError("guidance needs the negative prompt's text embedding")
+    missing = [t for t in record if not any(abs(t - g) < 1e-6 for g in grid)]
+    if missing or abs(grid[-1]) > 1e-9:
+        raise ValueError(f"the grid must end at 0 and contain the recorded timesteps; missing {missing}")
+
+    def flow(x: Tensor, t: float, start: int, caches: list[KVCache] | None, write: bool = False) -> Tensor:
+        timestep = torch.full(x.shape[:1], t, device=x.device)
+        outs = []
+        texts = [text] if guidance_scale == 1.0 else [text, negative_text]
+        for branch, ctx in enumerate(texts):
+            cache = caches[branch] if caches is not None else None
+            out = model(x, timestep, ctx, frame_offset=start, causal=causal, cache=cache, write_cache=write)
+            assert out.sample is not None
+            outs.append(out.sample)
+        return outs[0] if len(outs) == 1 else outs[1] + guidance_scale * (outs[0] - outs[1])
+
+    def euler(x: Tensor, start: int, caches: list[KVCache] | None) -> list[Tensor]:
+        states = []
+        for t, t_next in itertools.pairwise(grid):
+            if any(abs(t - r) < 1e-6 for r in record):
+                states.append(x)
+            x = x + (t_next - t) / schedule.num_train_timesteps * flow(x, t, start, caches)
+        return [*states, x]
+
+    if not causal:
+        return torch.stack(euler(noise, 0, None), dim=1)
+    block = model.num_frame_per_block
+    branches = 1 if guidance_scale == 1.0 else 2
+    caches = [KVCache(len(model.blocks)) for _ in range(branches)]
+    per_block = []
+    for start in range(0, noise.shape[2], block):
+        states = euler(noise[:, :, start : start + block], start, caches)
+        flow(states[-1], 0.0, start, caches, write=True)  # the clean block becomes context
+        per_block.append(torch.stack(states, dim=1))
+    return torch.cat(per_block, dim=3)

@@ -80,6 +80,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
         self.patch = (patch_size[0], patch_size[1], patch_size[2])
         self.hidden_dim = inner_dim
         self.num_frame_per_block = num_frame_per_block
+        self.num_heads = num_attention_heads
         self.rope = WanRotaryPosEmbed(attention_head_dim, self.patch, rope_max_seq_len)
         self.patch_embedding = nn.Conv3d(in_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
         self.condition_embedder = WanTimeTextImageEmbedding(

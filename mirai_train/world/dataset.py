@@ -62,6 +62,10 @@ class SpritesDataset(Dataset[tuple[torch.Tensor, str, int]]):
         scene = sample_scene(seed, self.config)
         return to_tensor(render(scene, self.num_frames)), scene.prompt, seed
 
+    def prompt(self, i: int) -> str:
+        """Item i's prompt without rendering it (text-only stages)."""
+        return sample_scene(clip_seed(self.base_seed, self.indices[i]), self.config).prompt
+
 
 @dataclass(frozen=True)
 class HeldoutPrompt:

@@ -1,0 +1,87 @@
+"""Training batches as a pure function of (step, micro-step, rank): resuming needs no loader state.
+
+Rank r of n takes the clips ((step * accumulation + micro) * n + r) * batch + j, cycling over the
+dataset, so ranks see disjoint clips and a resumed run sees exactly the clips it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mirai_train.models.codecs import VideoCodec
+from mirai_train.models.text_encoders import TextEncoder
+from mirai_train.recipe import DataSpec
+from mirai_train.spec import VideoSpec
+from mirai_train.world import SpritesConfig, SpritesDataset
+
+
+@dataclass
+class Batch:
+    prompts: list[str]
+    text: Tensor  # [B, L, D]
+    latents: Tensor | None  # [B, C, F, h, w] for video data; None for prompt-only data
+
+
+class TrainingData:
+    def __init__(
+        self,
+        spec: DataSpec,
+        video: VideoSpec,
+        codec: VideoCodec,
+        text_encoder: TextEncoder,
+        *,
+        batch_size: int,
+        accumulation: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.spec, self.codec, self.text_encoder = spec, codec, text_encoder
+        self.batch_size, self.accumulation = batch_size, accumulation
+        self.rank, self.world_size, self.device = rank, world_size, torch.device(device)
+        self.sprites: SpritesDataset | None = None
+        self.prompts: list[str] = []
+        if spec.kind == "sprites":
+            world = SpritesConfig(
+                height=video.height, width=video.width, fps=video.fps, num_frames=spec.num_frames
+            )
+            self.sprites = SpritesDataset(spec.num_clips, world, base_seed=spec.base_seed)
+        else:
+            assert spec.prompts is not None
+            path = Path(spec.prompts)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"data.prompts: {path} not found; give a text file, one prompt per line"
+                )
+            self.prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            if not self.prompts:
+                raise ValueError(f"data.prompts: {path} has no prompts")
+
+    def prompt(self, index: int) -> str:
+        """The prompt of item `index` (cycling), without rendering its video."""
+        if self.sprites is None:
+            return self.prompts[index % len(self.prompts)]
+        return self.sprites.prompt(index % len(self.sprites))
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        first = ((step * self.accumulation + micro) * self.world_size + self.rank) * self.batch_size
+        size = len(self.sprites) if self.sprites is not None else len(self.prompts)
+        return [(first + j) % size for j in range(self.batch_size)]
+
+    def batch(self, step: int, micro: int = 0, with_video: bool = True) -> Batch:
+        index = self.indices(step, micro)
+        if self.sprites is None:
+            prompts = [self.prompts[i] for i in index]
+            return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), None)
+        items = [self.sprites[i] for i in index]
+        prompts = [prompt for _, prompt, _ in items]
+        latents = None
+        if with_video:
+            video = torch.stack([clip for clip, _, _ in items]).to(self.device)
+            with torch.no_grad():
+                latents = self.codec.encode(video)
+        return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), latents)

@@ -1,0 +1,152 @@
+"""Training recipes: one YAML file per stage run, validated key by key.
+
+Section and key names follow the official Self-Forcing / Video-Mirai configs where they exist
+(`lr`, `lr_critic`, `dfake_gen_update_ratio`, `ema_weight`, `foresight_weight`, ...), so a wan-scale
+recipe can be checked against the release line by line. Checkpoint paths (`init`, `teacher`,
+`critic`) are relative to the runs directory given to `mirai-train fit --runs` (default `runs/`),
+so a chain of recipes refers to earlier stages' outputs by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mirai_train.config_files import load_model, read_yaml
+from mirai_train.spec import GeneratorSpec, Strict
+
+Stage = Literal["teacher", "ode_init", "ar_teacher_forcing", "causal_ode", "dmd"]
+
+
+class DataSpec(Strict):
+    """`sprites`: the procedural world (videos + prompts); `prompts`: a text file (text-only stages)."""
+
+    kind: Literal["sprites", "prompts"] = "sprites"
+    num_clips: int = Field(default=2048, ge=1)  # distinct sprites clips, cycled
+    base_seed: int = 0
+    num_frames: int = 81  # video frames per clip (1 + 4k): 81 = 21 latent frames
+    prompts: str | None = None  # for kind: prompts
+
+    @model_validator(mode="after")
+    def _prompts_file(self) -> DataSpec:
+        if self.kind == "prompts" and not self.prompts:
+            raise ValueError("data.kind 'prompts' needs data.prompts: a text file with one prompt per line")
+        return self
+
+
+class OptimSpec(Strict):
+    lr: float = 2e-6
+    lr_critic: float = 4e-7
+    lr_foresight: float = 2e-6
+    beta1: float = 0.0
+    beta2: float = 0.999
+    weight_decay: float = 0.01
+    grad_clip: float = 10.0
+    batch_size: int = Field(default=1, ge=1)  # per rank and micro-step
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=100, ge=1)
+    ema_weight: float | None = None
+    ema_start_step: int = 0
+    seed: int = 0
+
+
+class OdeSpec(Strict):
+    """Teacher trajectories for ODE regression, sampled once at the start of the stage."""
+
+    num_trajectories: int = Field(default=256, ge=1)
+    teacher_steps: int = Field(default=24, ge=4)  # Euler steps; a multiple of the student's step count
+    guidance_scale: float = 3.0
+    negative_prompt: str = ""
+
+
+class DMDSpec(Strict):
+    guidance_scale: float = 3.0  # real score CFG against the negative prompt; the fake score has none
+    negative_prompt: str = ""
+    dfake_gen_update_ratio: int = Field(default=5, ge=1)  # generator every 5th step; critic every step
+    min_step: int = 20
+    max_step: int = 980
+    last_step_only: bool = False  # exit step always the last (else uniform, shared by all blocks)
+
+
+class ForesightSpec(Strict):
+    """The Video-Mirai loss. Layers are the release's 0-based block indices (15 of 30: alpha = 0.5)."""
+
+    foresight_weight: float = 0.2
+    foresight_deltas: list[int] = Field(default_factory=lambda: [0, 1])  # the window Delta
+    foresight_student_layer: int = 15
+    foresight_teacher_layer: int = 20
+    predictor_depth: int = Field(default=3, ge=0)
+    replay: bool = True  # replay kept (hidden, target) pairs on critic-only steps
+
+
+class TeacherForcingSpec(Strict):
+    """AR-diffusion training (Causal-Forcing stage 1): flow matching with clean context."""
+
+    text_dropout: float = 0.1
+
+
+class TeacherSpec(Strict):
+    """Toy bidirectional teacher pre-training (the wan scale uses pretrained Wan)."""
+
+    text_dropout: float = 0.1  # empty prompt, so classifier-free guidance works
+
+
+class Recipe(Strict):
+    stage: Stage
+    generator: GeneratorSpec  # the model this stage trains (for `teacher`, the teacher itself)
+    init: str | None = None  # checkpoint to start from; None = random init
+    teacher: str | None = None  # ODE trajectory teacher; real score and foresight encoder for DMD
+    critic: str | None = None  # DMD fake score init (default: `init`)
+    data: DataSpec = DataSpec()
+    optim: OptimSpec = OptimSpec()
+    ode: OdeSpec | None = None
+    dmd: DMDSpec | None = None
+    foresight: ForesightSpec | None = None
+    teacher_forcing: TeacherForcingSpec | None = None
+    pretrain: TeacherSpec | None = None
+    log_every: int = Field(default=10, ge=1)
+    save_every: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _stage_sections(self) -> Recipe:
+        needs = {
+            "teacher": ["pretrain"],
+            "ode_init": ["ode", "teacher"],
+            "causal_ode": ["ode", "teacher", "init"],
+            "ar_teacher_forcing": ["teacher_forcing"],
+            "dmd": ["dmd", "teacher", "init"],
+        }[self.stage]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"stage '{self.stage}' needs: {', '.join(missing)}")
+        if self.foresight is not None and self.stage != "dmd":
+            raise ValueError("foresight is an option of the dmd stage")
+        return self
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    """A recipe file; `generator:` may name a generator spec file (relative to the recipe) instead."""
+    path = Path(path)
+    data, _ = read_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("generator"), str):
+        spec = load_model(path.parent / data["generator"], GeneratorSpec)
+        return load_model(path, Recipe, substitute={"generator": spec.model_dump(mode="json")})
+    return load_model(path, Recipe)
+
+
+class Chain(Strict):
+    """Runs in order, by name: each recipe path is relative to the chain file."""
+
+    runs: dict[str, str]
+
+
+def load_chain(path: Path | str) -> list[tuple[str, Path]]:
+    """(run name, recipe path) in order; every recipe is validated before anything starts."""
+    path = Path(path)
+    chain = load_model(path, Chain)
+    runs = [(name, path.parent / recipe) for name, recipe in chain.runs.items()]
+    for _, recipe in runs:
+        load_recipe(recipe)
+    return runs

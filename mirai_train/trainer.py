@@ -1,0 +1,296 @@
+"""The training loop shared by every stage: steps, gradients across ranks, EMA, logs, resume, export.
+
+A stage (mirai_train/stages/) owns its models, optimisers and what one step does; the trainer
+owns everything around it. Randomness is drawn from generators seeded by (seed, step, rank), and
+batches are a pure function of the step, so a resumed run continues bit-identically.
+
+Ranks (torchrun) run the same step on disjoint data and average gradients with an all-reduce
+before every optimiser step (DDP's semantics, written out so one step can hold several forwards).
+
+Run directory:
+    state.pt          everything needed to resume (all modules, optimisers, EMA, step)
+    log.jsonl         one line per logged step
+    generator/        the exported generator checkpoint (predictor and critic dropped)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from mirai_train.checkpoint import Parent, Provenance, file_sha256, load_checkpoint, save_checkpoint
+from mirai_train.data import TrainingData
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.codecs import build_codec
+from mirai_train.models.text_encoders import build_text_encoder
+from mirai_train.recipe import Recipe, load_recipe
+from mirai_train.spec import GeneratorSpec
+
+STATE, LOG, GENERATOR = "state.pt", "log.jsonl", "generator"
+
+
+@dataclass
+class Context:
+    """What a stage is given: the recipe, where things are, the data and this rank's place."""
+
+    recipe: Recipe
+    runs: Path
+    out: Path
+    data: TrainingData
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    parents: list[Parent] = field(default_factory=list)
+
+    def resolve(self, reference: str) -> Path:
+        path = Path(reference)
+        return path if path.is_absolute() else self.runs / path
+
+    def load(self, reference: str, *, role: str) -> tuple[GeneratorSpec, CausalWanTransformer]:
+        """A checkpoint named in the recipe, recorded as a parent of this run."""
+        path = self.resolve(reference)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"recipe {role}: {path} does not exist; train or import it first (paths are relative to --runs)"
+            )
+        spec, model = load_checkpoint(path, device=str(self.device))
+        self.parents.append(Parent(path=str(path), sha256=file_sha256(path / "generator.safetensors")))
+        return spec, model.float()
+
+    def generator(self, step: int, purpose: int = 0) -> torch.Generator:
+        """Randomness of one step; identical on every rank (shared draws such as the exit step)."""
+        seed = np.random.SeedSequence([self.recipe.optim.seed, step, purpose]).generate_state(1)[0]
+        return torch.Generator(device=self.device).manual_seed(int(seed) >> 1)
+
+    def rank_generator(self, step: int, purpose: int = 0) -> torch.Generator:
+        """Randomness of one step that differs across ranks (noise of this rank's samples)."""
+        return self.generator(step, 1000 * (self.rank + 1) + purpose)
+
+
+class Stage(Protocol):
+    """One training stage. `modules` and `optimizers` are what resuming restores."""
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    generator_name: str  # the key in `modules` that is exported
+
+    def step(self, step: int) -> dict[str, float]:
+        """One optimisation step (all its micro-batches); returns numbers to log."""
+        ...
+
+
+def adamw(params: Iterable[nn.Parameter], lr: float, recipe: Recipe) -> torch.optim.AdamW:
+    optim = recipe.optim
+    return torch.optim.AdamW(
+        list(params), lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=optim.weight_decay
+    )
+
+
+def optimizer_step(module: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> float:
+    """Average gradients across ranks, clip, step, clear; returns the gradient norm before clipping."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for p in module.parameters():
+            if p.requires_grad:
+                if p.grad is None:  # every rank must reduce the same tensors
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+class EMA:
+    """Exponential moving average of the generator, started at `ema_start_step` (Self-Forcing)."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+        self.shadow: dict[str, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        params = {k: v.detach().float() for k, v in module.state_dict().items()}
+        if self.shadow is None:
+            self.shadow = {k: v.clone() for k, v in params.items()}
+            return
+        for key, value in params.items():
+            self.shadow[key].mul_(self.weight).add_(value, alpha=1 - self.weight)
+
+
+@contextmanager
+def distributed(device: str) -> Iterator[tuple[int, int, torch.device]]:
+    """(rank, world size, device); under torchrun, a process group for the run's duration."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        yield 0, 1, torch.device(device)
+        return
+    rank = int(os.environ["RANK"])
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend)
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    try:
+        yield rank, world_size, torch.device(device)
+    finally:
+        dist.destroy_process_group()
+
+
+def build_stage(ctx: Context) -> Stage:
+    from mirai_train.stages import STAGES
+
+    return STAGES[ctx.recipe.stage](ctx)
+
+
+def fit(
+    recipe_path: Path | str,
+    out_dir: Path | str,
+    *,
+    runs: Path | str = "runs",
+    device: str = "cpu",
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a recipe into `out_dir` (resuming it if a state is there); returns the exported generator.
+
+    `max_steps` stops early (the run stays resumable), e.g. to test resuming.
+    """
+    recipe, out = load_recipe(recipe_path), Path(out_dir)
+    with distributed(device) as (rank, world_size, dev):
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:  # the run documents itself; `export` reads it back
+            (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
+        spec = recipe.generator
+        codec = build_codec(spec.codec, device=str(dev))
+        text_encoder = build_text_encoder(spec.text_encoder, device=str(dev))
+        optim = recipe.optim
+        data = TrainingData(
+            recipe.data, spec.video, codec, text_encoder, batch_size=optim.batch_size,
+            accumulation=optim.gradient_accumulation_steps, rank=rank, world_size=world_size, device=dev,
+        )  # fmt: skip
+        ctx = Context(recipe, Path(runs), out, data, dev, rank, world_size)
+        stage = build_stage(ctx)
+        ema = EMA(optim.ema_weight) if optim.ema_weight is not None else None
+        start = _resume(out / STATE, stage, ema)
+        stop = optim.max_steps if max_steps is None else min(max_steps, optim.max_steps)
+        with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
+            for step in range(start, stop):
+                began = time.perf_counter()
+                logs = stage.step(step)
+                if ema is not None and step + 1 >= optim.ema_start_step and logs.get("generator_updated", 0):
+                    ema.update(stage.modules[stage.generator_name])
+                logs["seconds"] = time.perf_counter() - began
+                if rank == 0 and (step % recipe.log_every == 0 or step + 1 == optim.max_steps):
+                    with (out / LOG).open("a") as log:
+                        log.write(json.dumps({"step": step, **logs}) + "\n")
+                if rank == 0 and ((step + 1) % recipe.save_every == 0 or step + 1 == stop):
+                    _save_state(out / STATE, step + 1, stage, ema)
+                advance(logs)
+        if rank == 0 and stop == optim.max_steps:
+            export(out, out / GENERATOR, recipe_path=recipe_path, parents=ctx.parents, overwrite=True)
+        if world_size > 1:
+            dist.barrier()
+    return out / GENERATOR
+
+
+def _save_state(path: Path, step: int, stage: Stage, ema: EMA | None) -> None:
+    state = {
+        "step": step,
+        "generator_name": stage.generator_name,
+        "modules": {name: m.state_dict() for name, m in stage.modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in stage.optimizers.items()},
+        "ema": None if ema is None else ema.shadow,
+        "extra": getattr(stage, "extra_state", lambda: {})(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, stage: Stage, ema: EMA | None) -> int:
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for name, module in stage.modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, optimizer in stage.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    if ema is not None:
+        ema.shadow = state["ema"]
+    if hasattr(stage, "load_extra_state"):
+        stage.load_extra_state(state["extra"])
+    return int(state["step"])
+
+
+@contextmanager
+def _progress(enabled: bool, name: str, start: int, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield lambda logs: None
+        return
+    columns = (
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[loss]}"),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task(name, total=total, completed=start, loss="")
+
+        def advance(logs: dict[str, float]) -> None:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k.endswith("loss"))
+            bar.update(task, advance=1, loss=shown)
+
+        yield advance
+
+
+def export(
+    run_dir: Path | str,
+    out: Path | str,
+    *,
+    recipe_path: Path | str | None = None,
+    parents: list[Parent] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the generator alone (EMA weights beside it when kept); critic, predictor, optimisers dropped."""
+    run_dir, out = Path(run_dir), Path(out)
+    state_path = run_dir / STATE
+    if not state_path.exists():
+        raise FileNotFoundError(f"{state_path}: no training state; is {run_dir} a `mirai-train fit` run?")
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    recipe = load_recipe(recipe_path) if recipe_path is not None else _recipe_of(run_dir)
+    weights = state["modules"][state["generator_name"]]
+    dropped = sorted(name for name in state["modules"] if name != state["generator_name"])
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    provenance = Provenance(
+        source=f"mirai-train fit, stage {recipe.stage}",
+        parents=parents or [],
+        step=int(state["step"]),
+        notes=[f"dropped at export: {', '.join(dropped)}"] if dropped else [],
+    )
+    save_checkpoint(out, recipe.generator, weights, ema_state_dict=state["ema"], provenance=provenance)
+    return out
+
+
+def _recipe_of(run_dir: Path) -> Recipe:
+    copy_path = run_dir / "recipe.yaml"
+    if not copy_path.exists():
+        raise FileNotFoundError(f"{copy_path}: missing; pass the recipe with --config")
+    return load_recipe(copy_path)
