@@ -58,6 +58,41 @@ def generate(
 
 
 @app.command()
+def fidelity(
+    checkpoints: Annotated[list[Path], typer.Option("--checkpoint", help="Checkpoint(s) to compare.")],
+    num: Annotated[int, typer.Option("--num", help="Videos per checkpoint (held-out sprites prompts).")] = 16,
+    seed: Seed = 0,
+    device: Device = "cpu",
+) -> None:
+    """Toy scale: the sprites Fréchet distance of each checkpoint's 5 s videos to real sprites clips."""
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from mirai_eval.generate import Generator
+    from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
+    from mirai_train.world.fidelity import sprites_fd
+
+    table = Table("checkpoint", "sprites FD (lower is better)")
+    real_by_size: dict[tuple[int, int], list] = {}
+    for checkpoint in checkpoints:
+        generator = Generator.load(checkpoint, device=device)
+        video = generator.spec.video
+        config = SpritesConfig(height=video.height, width=video.width, fps=video.fps)
+        prompts = heldout_prompts(num, config)
+        size = (video.height, video.width)
+        if size not in real_by_size:
+            frames = generator.codec.pixel_frames(generator.latent_frames(5))
+            real_by_size[size] = [render(sample_scene(p.seed, config), frames) for p in prompts]
+        fake = [
+            generator.generate(p.prompt, 5, seed + i).numpy()
+            for i, p in enumerate(track(prompts, description=str(checkpoint)))
+        ]
+        table.add_row(str(checkpoint), f"{sprites_fd(fake, real_by_size[size]):.4f}")
+    Console().print(table)
+
+
+@app.command()
 def score(
     videos: Annotated[
         Path, typer.Option("--videos", help="Folder of mp4 files named VBench-style, '{prompt}-{i}.mp4'.")

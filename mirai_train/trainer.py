@@ -94,7 +94,7 @@ class Stage(Protocol):
 def adamw(params: Iterable[nn.Parameter], lr: float, recipe: Recipe) -> torch.optim.AdamW:
     optim = recipe.optim
     return torch.optim.AdamW(
-        list(params), lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=optim.weight_decay
+        list(params), lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=optim.weight_decay, foreach=True
     )
 
 

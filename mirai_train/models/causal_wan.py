@@ -322,14 +322,18 @@ def rope_tables(rope: WanRotaryPosEmbed, frame_pos: Tensor, height: int, width: 
             h_f[:height].view(1, height, 1, -1).expand(n, height, width, -1),
             w_f[:width].view(1, 1, width, -1).expand(n, height, width, -1),
         ]
-        tables.append(torch.cat(parts, dim=-1).reshape(1, n * height * width, 1, -1))
+        tables.append(torch.cat(parts, dim=-1).reshape(1, n * height * width, 1, -1).float())
     return tables[0], tables[1]
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate interleaved pairs of the head dimension, exactly as diffusers' Wan processor does."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    out = torch.empty_like(x)
+    """Rotate interleaved pairs of the head dimension as diffusers' Wan processor does.
+
+    In float32, where diffusers multiplies by float64 tables: equal to about 1e-6, and no float64
+    arithmetic on the CPU.
+    """
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.empty_like(x, dtype=torch.float32)
     out[..., 0::2] = x1 * cos[..., 0::2] - x2 * sin[..., 1::2]
     out[..., 1::2] = x1 * sin[..., 1::2] + x2 * cos[..., 0::2]
     return out.type_as(x)
