@@ -38,6 +38,7 @@ class KVCache:
         self.max_context_frames = max_context_frames
         self.layers: list[LayerKV | None] = [None] * num_layers
         self._cross: list[tuple[Tensor, Tensor] | None] = [None] * num_layers
+        self._memo: list[tuple[int, tuple[Tensor, Tensor] | None] | None] = [None] * num_layers
 
     def __len__(self) -> int:
         """Context frames held (the same in every layer)."""
@@ -59,7 +60,17 @@ class KVCache:
         return entry.frame[visible] if bool(visible.any()) else None
 
     def context(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
-        """Keys and values [B, tokens, heads, head_dim] of the visible context frames."""
+        """Keys and values [B, tokens, heads, head_dim] of the visible context frames.
+
+        Assembled once per layer and block: every denoising step of a block reads the same context,
+        and only a write changes it.
+        """
+        memo = self._memo[layer]
+        if memo is None or memo[0] != before_frame:
+            memo = self._memo[layer] = (before_frame, self._assemble(layer, before_frame))
+        return memo[1]
+
+    def _assemble(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
         entry = self.layers[layer]
         if entry is None:
             return None
@@ -72,6 +83,7 @@ class KVCache:
 
     def write(self, layer: int, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> None:
         """Store the clean keys/values of `frames`, replacing earlier writes of the same frames."""
+        self._memo[layer] = None
         entry = merged(self.layers[layer], k, v, frames, tokens_per_frame)
         if self.max_context_frames is not None:  # the next block's window: the newest frames
             entry = entry.select(entry.frame > int(entry.frame.max()) - self.max_context_frames)

@@ -42,6 +42,7 @@ class RollingSinkCache(KVCache):
 
     def write(self, layer: int, k: Tensor, v: Tensor, frames: Tensor, tokens_per_frame: int) -> None:
         """Early frames go to the early store, the others to the window; sink slots drop their keys."""
+        self._memo[layer] = None
         is_early = frames.to(k.device) < self.sweep_frames
         k, v = k.unflatten(1, (len(frames), -1)), v.unflatten(1, (len(frames), -1))
         if bool(is_early.any()):
@@ -90,9 +91,9 @@ class RollingSinkCache(KVCache):
             return real
         return positions if real is None else torch.cat([positions.to(real.device), real])
 
-    def context(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
+    def _assemble(self, layer: int, before_frame: int) -> tuple[Tensor, Tensor] | None:
         """Early and sink slots, then the real frames (key order is free: RoPE carries position)."""
-        real = super().context(layer, before_frame)
+        real = super()._assemble(layer, before_frame)
         _, index = self._early_slots(before_frame)
         store = self.early[layer]
         if not len(index) or store is None:
