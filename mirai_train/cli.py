@@ -67,22 +67,22 @@ def fit(
 
 
 @app.command()
-def chain(config: ConfigFile, runs: Runs = Path("runs/toy"), device: Device = "cpu") -> None:
+def chain(
+    config: ConfigFile,
+    runs: Runs = Path("runs/toy"),
+    until: Annotated[str | None, typer.Option(help="Stop after this run (its prerequisites only).")] = None,
+    device: Device = "cpu",
+) -> None:
     """Run a chain of recipes in order (each into RUNS/<name>); finished runs are skipped, others resumed."""
     from mirai_train.config_files import ConfigError
-    from mirai_train.recipe import load_chain
-    from mirai_train.trainer import GENERATOR
-    from mirai_train.trainer import fit as run_fit
+    from mirai_train.trainer import train_chain
 
     try:
-        steps = load_chain(config)
-        for name, recipe in steps:
-            if (runs / name / GENERATOR).exists():
-                typer.echo(f"{name}: already trained, skipped")
-                continue
-            run_fit(recipe, runs / name, runs=runs, device=device)
+        done = train_chain(config, runs, until=until, device=device)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise fail(error) from error
+    for name, generator in done.items():
+        typer.echo(f"{name}: {generator}")
 
 
 @app.command()

@@ -35,7 +35,7 @@ from mirai_train.data import TrainingData
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
-from mirai_train.recipe import Recipe, load_recipe
+from mirai_train.recipe import Recipe, load_chain, load_recipe
 from mirai_train.spec import GeneratorSpec
 
 STATE, LOG, GENERATOR = "state.pt", "log.jsonl", "generator"
@@ -205,6 +205,28 @@ def fit(
         if world_size > 1:
             dist.barrier()
     return out / GENERATOR
+
+
+def train_chain(
+    chain_path: Path | str, runs: Path | str, *, until: str | None = None, device: str = "cpu"
+) -> dict[str, Path]:
+    """Run a chain's recipes in order into RUNS/<name> (finished runs skipped, partial ones resumed).
+
+    `until` stops after that run, so a model can be built with exactly its prerequisites. Returns
+    the exported generator of every run done or found.
+    """
+    runs = Path(runs)
+    steps = load_chain(chain_path)
+    names = [name for name, _ in steps]
+    if until is not None and until not in names:
+        raise ValueError(f"{chain_path}: no run named '{until}'; the chain has {', '.join(names)}")
+    done: dict[str, Path] = {}
+    for name, recipe in steps:
+        generator = runs / name / GENERATOR
+        done[name] = generator if generator.exists() else fit(recipe, runs / name, runs=runs, device=device)
+        if name == until:
+            break
+    return done
 
 
 def _save_state(path: Path, step: int, stage: Stage, ema: EMA | None) -> None:

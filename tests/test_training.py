@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from mirai_train.checkpoint import load_checkpoint, read_metadata
-from mirai_train.trainer import GENERATOR, STATE, fit
+from mirai_train.trainer import GENERATOR, STATE, fit, train_chain
 from tests.training_recipes import write_recipes
 
 ORDER = ["teacher", "ode_init", "ar", "causal_ode", "dmd", "dmd_mirai"]
@@ -64,3 +64,15 @@ def test_resume_is_bit_identical(chain: Path, tmp_path: Path, name: str) -> None
     for module in a["modules"]:
         for key, value in a["modules"][module].items():
             assert torch.equal(value, b["modules"][module][key]), f"{module}.{key}"
+
+
+def test_chain_skips_finished_runs_and_stops_at_until(chain: Path, tmp_path: Path) -> None:
+    recipes = write_recipes(tmp_path)
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text("runs:\n" + "".join(f"  {name}: {recipes[name].name}\n" for name in ORDER))
+    before = {name: (chain / name / STATE).stat().st_mtime_ns for name in ORDER}
+    done = train_chain(chain_file, chain, until="ar")
+    assert list(done) == ["teacher", "ode_init", "ar"]
+    assert all((chain / name / STATE).stat().st_mtime_ns == before[name] for name in ORDER)
+    with pytest.raises(ValueError, match="no run named 'nope'"):
+        train_chain(chain_file, chain, until="nope")
