@@ -44,6 +44,11 @@ def source_version(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+# Hashed when this module is imported, next to the import of that code, so a file edited later in a
+# live checkout cannot give the running (old) code the new code's keys.
+GENERATION_CODE = source_version(GENERATION_SOURCES)
+
+
 def digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -228,7 +233,7 @@ def build_plan(file: ManifestFile, manifest: Manifest | None = None, limit: int 
     }
     if problems:
         raise ConfigError(file.path, problems)
-    plan = Plan(file, manifest, models, prompts, [], blockers, source_version(GENERATION_SOURCES), limit)
+    plan = Plan(file, manifest, models, prompts, [], blockers, GENERATION_CODE, limit)
     plan.jobs = make_jobs(plan)
     return plan
 

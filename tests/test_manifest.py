@@ -1,0 +1,131 @@
+"""Manifest errors: one file:line: field message per problem, and nothing starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mirai_eval.cli import app
+from mirai_eval.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
+from mirai_eval.plan import build_plan
+from mirai_train.config_files import ConfigError
+from mirai_train.spec import RollingSinkSpec, SamplerSpec
+
+ROOT = Path(__file__).parents[1]
+SHARED = Path("/work/shared/data/prompts")
+GOOD = """\
+name: t
+scale: toy
+store: store
+out: out
+scoring: {{profile: toy}}
+prompt_sets:
+  p: {{path: prompts.txt, sha256: {sha}}}
+horizons:
+  5s: {{seconds: 1, prompts: p, samples_per_prompt: 2, dimensions: [temporal_flickering]}}
+models:
+  - {{label: A, group: g, checkpoint: ck}}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_overrides_cover_every_spec_field() -> None:
+    assert set(SamplerOverrides.model_fields) == set(SamplerSpec.model_fields)
+    assert set(RollingSinkOverrides.model_fields) == set(RollingSinkSpec.model_fields)
+
+
+def test_schema_problems_each_with_line_and_field(tmp_path: Path) -> None:
+    bad = (
+        GOOD.format(sha="ab" * 32)
+        .replace("scale: toy", "scale: toy\ncolour: red")
+        .replace("samples_per_prompt: 2", "samples_per_prompt: two")
+    )
+    bad = bad.replace("sha256: " + "ab" * 32, "sha256: abc")
+    path = write(tmp_path, bad)
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    problems = info.value.problems
+    assert len(problems) == 3, problems
+    assert f"{path}:3: colour: unknown key (check the spelling)" in problems
+    assert any(p.startswith(f"{path}:8: prompt_sets.p.sha256:") and "pattern" in p for p in problems)
+    assert any(p.startswith(f"{path}:10: horizons.5s.samples_per_prompt:") for p in problems)
+
+
+def test_references_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = GOOD.format(sha="ab" * 32).replace("prompts: p,", "prompts: q,")
+    text = text.replace("[temporal_flickering]", "[temporal_flicker]")
+    text += "  - {label: B, group: h, baseline: A, checkpoint: ck}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    problems = info.value.problems
+    assert any(":9: horizons.5s.prompts: no prompt set 'q'" in p for p in problems)
+    assert any(
+        ":9: horizons.5s.dimensions.0: unknown VBench dimension 'temporal_flicker'" in p for p in problems
+    )
+    assert any(":12: models.1.group: 'h' differs from its baseline's group 'g'" in p for p in problems)
+    assert len(problems) == 3
+    # A wrong sha256 and a missing file are file problems, one line each, found before any job runs.
+    path = write(
+        tmp_path,
+        GOOD.format(sha="ab" * 32).replace(
+            "sha256:", "extended: none.txt, extended_sha256: " + "cd" * 32 + ", sha256:"
+        ),
+    )
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_manifest(path))
+    assert len(info.value.problems) == 2
+    assert "has sha256" in info.value.problems[0] and "not abab" in info.value.problems[0]
+    assert "none.txt not found" in info.value.problems[1]
+
+
+def test_cli_refuses_a_broken_manifest_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, GOOD.format(sha="ab" * 32))
+    result = CliRunner().invoke(app, ["run", "--manifest", str(path)])
+    assert result.exit_code == 2
+    assert "prompt_sets.p.sha256" in result.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["table1.yaml", "ablation_window.yaml"])
+def test_wan_manifests_dry_run_without_weights(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} (the VBench and MovieGen prompt files) is not on this machine")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prompts").symlink_to(SHARED)
+    monkeypatch.chdir(tmp_path)
+    plan = build_plan(load_manifest(ROOT / "manifests" / name))
+    per_model = [j for j in plan.jobs if j.model == plan.manifest.models[0].label and j.horizon == "5s"]
+    assert len(per_model) == 946 * 5
+    assert len({j.seed for j in per_model}) == 946 * 5
+    assert per_model[7].seed == 0 + 1 * 5 + 2
+    assert per_model[0].prompt.text == "In a still frame, a stop sign"
+    assert per_model[0].prompt.generate.startswith("A still frame showing a classic octagonal stop sign")
+    assert per_model[0].name == "In a still frame, a stop sign-0.mp4"
+    assert plan.blockers  # no checkpoints here: a real run would refuse to start
+    result = CliRunner().invoke(app, ["run", "--manifest", str(ROOT / "manifests" / name), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "946 x 5" in result.output
+    if name == "table1.yaml":
+        assert "128 x 1" in result.output
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "manifests" / "toy").glob("*.yaml")), ids=lambda p: p.stem)
+def test_toy_manifests_plan(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    plan = build_plan(load_manifest(path))
+    assert plan.jobs and all(m.entry.recipe is not None for m in plan.models.values())

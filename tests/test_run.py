@@ -1,0 +1,186 @@
+"""`mirai-eval run` end to end on tiny checkpoints: SIGKILL and resume, shards, cached reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mirai_eval.cli import app
+from mirai_train.cli import app as train_app
+
+runner = CliRunner()
+SPEC = """\
+transformer: {patch_size: [1, 2, 2], num_attention_heads: 2, attention_head_dim: 12, in_channels: 192,
+  out_channels: 192, text_dim: 32, freq_dim: 32, ffn_dim: 32, num_layers: 2, rope_max_seq_len: 32,
+  num_frame_per_block: 3}
+codec: {kind: pixel, spatial_factor: 4, temporal_factor: 4, latent_channels: 192}
+text_encoder: {kind: toy, dim: 32, max_length: 16}
+video: {fps: 16, height: 32, width: 32, train_latent_frames: 3}
+rolling_sink: {window_frames: 6, sweep_frames: 3}
+"""
+# "long" rolls past the 3-latent-frame training horizon, so it goes through the Rolling Sink.
+MANIFEST = """\
+name: tiny
+scale: toy
+store: {store}
+out: {out}
+scoring: {{profile: toy}}
+prompt_sets:
+  p: {{path: prompts.txt, sha256: {sha}}}
+horizons:
+  5s: {{seconds: 0.5, prompts: p, samples_per_prompt: 2, dimensions: [temporal_flickering, color]}}
+  30s: {{seconds: 1.5, prompts: p, samples_per_prompt: 1, seed_base: 100, dimensions: [temporal_flickering]}}
+models:
+  - {{label: Base, group: g, checkpoint: ck/base}}
+  - {{label: Base + Video-Mirai, group: g, baseline: Base, checkpoint: ck/method}}
+tables:
+  - name: tiny
+    kind: table1
+    title: Tiny
+    columns: [{{metric: temporal_flickering, horizon: 5s}}, {{metric: temporal_flickering, horizon: 30s}}]
+    groups: [{{rows: [{{model: Base}}, {{model: Base + Video-Mirai, baseline: Base}}]}}]
+"""
+VIDEOS = 2 * (2 * 2 + 2 * 1)  # models x (prompts x samples, per horizon)
+KILLER = """\
+import os, signal, sys
+from mirai_eval.cli import app
+from mirai_eval.generate import Generator
+from mirai_eval.scoring.flicker import TemporalFlickering
+
+stage, after = sys.argv[1], int(sys.argv[2])
+calls = [0]
+if stage == "generate":
+    original = Generator.generate
+    def generate(self, prompt, seconds, seed, on_block=None):
+        calls[0] += 1
+        def die(done, total):
+            if calls[0] > after and done >= 1:
+                os.kill(os.getpid(), signal.SIGKILL)  # in the middle of this rollout
+        return original(self, prompt, seconds, seed, on_block=die)
+    Generator.generate = generate
+else:
+    score = TemporalFlickering.score
+    def killing_score(self, video, prompt):
+        calls[0] += 1
+        if calls[0] > after:
+            os.kill(os.getpid(), signal.SIGKILL)  # the video is decoded, its score not yet written
+        return score(self, video, prompt)
+    TemporalFlickering.score = killing_score
+app(sys.argv[3:])
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    (root / "spec.yaml").write_text(SPEC)
+    for name, seed in (("base", "0"), ("method", "1")):
+        out = str(root / "ck" / name)
+        result = runner.invoke(
+            train_app, ["init", "--config", str(root / "spec.yaml"), "--out", out, "--seed", seed]
+        )
+        assert result.exit_code == 0, result.output
+    (root / "prompts.txt").write_text("a red circle\na blue square\n")
+    return root
+
+
+def manifest(project: Path, name: str) -> Path:
+    sha = hashlib.sha256((project / "prompts.txt").read_bytes()).hexdigest()
+    path = project / f"{name}.yaml"
+    path.write_text(MANIFEST.format(store=f"store-{name}", out=f"out-{name}", sha=sha))
+    return path
+
+
+def run(project: Path, name: str, *args: str) -> dict[str, object] | None:
+    os.chdir(project)
+    result = runner.invoke(app, ["run", "--manifest", str(manifest(project, name)), *args])
+    assert result.exit_code == 0, result.output
+    path = project / f"out-{name}" / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def snapshot(store: Path) -> dict[str, tuple[int, int]]:
+    """Every finished file with its inode and mtime: a rewrite would change them."""
+    return {
+        str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in store.rglob("*")
+        if p.suffix in (".mp4", ".json")
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(project: Path) -> bytes:
+    cwd = os.getcwd()
+    try:
+        results = run(project, "reference")
+    finally:
+        os.chdir(cwd)
+    assert results is not None
+    assert results["timings"]["counts"]["generated"] == VIDEOS  # type: ignore[index]
+    assert (project / "out-reference" / "tables" / "tiny.md").is_file()
+    return (project / "out-reference" / "rows.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_generation_and_mid_scoring_then_resume(
+    project: Path, reference: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    killer = project / "killer.py"
+    killer.write_text(KILLER)
+    path = manifest(project, "killed")
+    store = project / "store-killed"
+
+    def killed_run(stage: str, after: int) -> None:
+        command = [sys.executable, str(killer), stage, str(after), "run", "--manifest", str(path)]
+        done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+        assert done.returncode == -9, done.stdout + done.stderr
+
+    killed_run("generate", 3)
+    assert len(list(store.glob("videos/*/*.mp4"))) == 3
+    finished = snapshot(store)
+    killed_run("score", 4)  # generates the other videos, scores 4 of them, dies on the fifth
+    assert len(list(store.glob("videos/*/*.mp4"))) == VIDEOS
+    assert len(list(store.glob("scores/*/*/*.json"))) == 4
+    assert all(snapshot(store)[p] == stamp for p, stamp in finished.items())
+    finished = snapshot(store)
+    results = run(project, "killed")
+    assert results is not None
+    counts = results["timings"]["counts"]  # type: ignore[index]
+    assert counts["generated"] == 0 and counts["scored"] == VIDEOS - 4
+    after = snapshot(store)
+    assert all(after[p] == stamp for p, stamp in finished.items())  # nothing finished was rewritten
+    assert (project / "out-killed" / "rows.jsonl").read_bytes() == reference
+
+
+@pytest.mark.slow
+def test_two_shards_then_aggregate_equal_one_run(
+    project: Path, reference: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(project, "sharded", "--shard", "0/2") is None  # a shard does not aggregate
+    assert run(project, "sharded", "--shard", "1/2") is None
+    results = run(project, "sharded")
+    assert results is not None
+    assert results["timings"]["counts"] == {"generated": 0, "scored": 0, "jobs_in_slice": VIDEOS}  # type: ignore[index]
+    assert (project / "out-sharded" / "rows.jsonl").read_bytes() == reference
+    assert (project / "out-sharded" / "tables" / "tiny.md").read_text() == (
+        project / "out-reference" / "tables" / "tiny.md"
+    ).read_text()
+
+
+def test_changed_checkpoint_is_refused_by_sha256(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = manifest(project, "pinned")
+    text = path.read_text().replace("checkpoint: ck/base}", "checkpoint: ck/base, sha256: " + "ab" * 32 + "}")
+    path.write_text(text)
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["run", "--manifest", str(path)])
+    assert result.exit_code == 2
+    assert "models.0.sha256" in result.output and "different checkpoint" in result.output
+    assert not (project / "store-pinned").exists()
