@@ -1,6 +1,6 @@
 """The manifest: one YAML file that says everything a table run needs, checked before anything starts.
 
-A manifest names the models (a checkpoint, or the mirai-train recipe that builds it), the prompt
+A manifest names the models (a checkpoint, or the mirai-train chain run that builds it), the prompt
 sets (by path and sha256), the horizons (seconds, samples per prompt, seed rule, dimensions) and
 the scoring profile. `load_manifest` reports every problem at once, each as
 `file:line: field: what is wrong`, covering the schema (unknown keys, wrong types, bad sha256
@@ -51,22 +51,31 @@ class RollingSinkOverrides(Strict):
     repeat_block_noise: bool | None = None
 
 
+class TrainSource(Strict):
+    """A model trained by mirai-train: run `run` of the chain file `chain`, with its prerequisites."""
+
+    chain: Path
+    run: str
+
+
 class ModelEntry(Strict):
-    """One table row. `checkpoint` is used when present; otherwise `recipe` builds it with mirai-train."""
+    """One table row. `checkpoint` is used when present; otherwise `train` builds it with mirai-train."""
 
     label: Label
     group: Label  # the baseline pair this row belongs to; a method shares its baseline's group
     baseline: str | None = None  # label of the model this one is compared with; none for a baseline
     checkpoint: Path | None = None
     sha256: Sha256 | None = None  # the checkpoint's content sha256 (metadata.json); checked when given
-    recipe: Path | None = None  # mirai-train recipe; `mirai-train fit` builds the checkpoint when missing
+    train: TrainSource | None = None  # trained into the store (`mirai-train chain --until run`) when missing
     ema: bool = False
     sampler: SamplerOverrides = SamplerOverrides()
 
     @model_validator(mode="after")
     def _source(self) -> ModelEntry:
-        if self.checkpoint is None and self.recipe is None:
-            raise ValueError("give `checkpoint:` (a checkpoint directory) or `recipe:` (builds one)")
+        if self.checkpoint is None and self.train is None:
+            raise ValueError(
+                "give `checkpoint:` (a checkpoint directory) or `train:` (a chain run that builds one)"
+            )
         return self
 
 

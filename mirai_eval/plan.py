@@ -12,7 +12,6 @@ only reports.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from typing import Any
 
 import mirai_eval
 import mirai_train
-from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet
+from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
 from mirai_train.checkpoint import CheckpointError, file_sha256, read_metadata
 from mirai_train.config_files import ConfigError
+from mirai_train.recipe import chain_digest
 
 # The code a rollout runs through: a change in any of these files changes every video key.
 GENERATION_SOURCES = (
@@ -174,38 +174,36 @@ def read_prompt_set(
     return [Prompt(i, texts[i], generate[i]) for i in indices]
 
 
-def fit_available() -> bool:
-    """Whether this version has `mirai_train.train.fit`, which builds a checkpoint from a recipe."""
-    return importlib.util.find_spec("mirai_train.train") is not None
+def trained_checkpoint(store: Path, source: TrainSource) -> Path:
+    """Where a chain-built checkpoint lives: the chain's runs directory in the store, by content."""
+    return training_runs(store, source.chain) / source.run / "generator"
 
 
-def recipe_checkpoint(store: Path, recipe: Path) -> Path:
-    """Where a recipe-built checkpoint lives: in the store, under the recipe's name and content."""
-    return store / "checkpoints" / f"{recipe.stem}-{file_sha256(recipe)[:16]}"
+def training_runs(store: Path, chain: Path) -> Path:
+    return store / "training" / f"{chain.stem}-{chain_digest(chain)[:16]}"
 
 
 def resolve_model(
     file: ManifestFile, manifest: Manifest, i: int, problems: list[str], blockers: list[str]
 ) -> ModelSource:
     entry = manifest.models[i]
-    if entry.recipe is not None and not entry.recipe.is_file():
-        problems.append(f"{file.where('models', i, 'recipe')}: {entry.recipe} not found")
+    if entry.train is not None and not entry.train.chain.is_file():
+        problems.append(f"{file.where('models', i, 'train', 'chain')}: {entry.train.chain} not found")
     checkpoint = entry.checkpoint
     if checkpoint is None:
-        assert entry.recipe is not None  # the schema requires checkpoint or recipe
-        if not entry.recipe.is_file():
+        assert entry.train is not None  # the schema requires checkpoint or train
+        if not entry.train.chain.is_file():
             return ModelSource(entry, Path(), entry.sha256, False)
-        checkpoint = recipe_checkpoint(manifest.store, entry.recipe)
+        try:
+            checkpoint = trained_checkpoint(manifest.store, entry.train)
+        except (ConfigError, ValueError) as error:
+            problems.append(f"{file.where('models', i, 'train', 'chain')}: {error}")
+            return ModelSource(entry, Path(), entry.sha256, False)
     if not checkpoint.exists():
-        if entry.recipe is None:
+        if entry.train is None:
             blockers.append(
                 f"{file.where('models', i, 'checkpoint')}: {checkpoint} does not exist; put the checkpoint "
-                "there (mirai-train import / fit) or give a `recipe:` that builds it"
-            )
-        elif not fit_available():
-            blockers.append(
-                f"{file.where('models', i, 'recipe')}: {checkpoint} must be trained from {entry.recipe} "
-                f"first, and this version has no `mirai-train fit` yet; train it and put it at {checkpoint}"
+                "there (mirai-train import / fit) or give `train:` (a chain run that builds it)"
             )
         return ModelSource(entry, checkpoint, entry.sha256, False)
     try:

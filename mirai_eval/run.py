@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirai_eval.plan import Job, ModelSource, Plan, fit_available, make_jobs, recipe_checkpoint
+from mirai_eval.plan import Job, ModelSource, Plan, make_jobs, training_runs
 from mirai_eval.rows import ScoreRow, to_frame
 from mirai_eval.score_stage import Scorer, score_jobs
 from mirai_eval.store import Store, atomic_write_text
@@ -85,26 +85,29 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def build_checkpoints(plan: Plan, sources: dict[str, ModelSource], rank: int) -> dict[str, ModelSource]:
-    """Train the recipe-built checkpoints that are missing (rank 0 only) and fill in their content sha256."""
+def train_missing(plan: Plan, device: str) -> None:
+    """Train the chain-built checkpoints that are missing (with their prerequisites; rank 0 only)."""
+    from mirai_train.trainer import train_chain
+
+    for label, source in plan.models.items():
+        train = source.entry.train
+        if source.present:
+            continue
+        if train is None:
+            raise RunError(f"model {label!r}: {source.checkpoint} does not exist (see `mirai-eval validate`)")
+        train_chain(
+            train.chain, training_runs(plan.manifest.store, train.chain), until=train.run, device=device
+        )
+
+
+def built_checkpoints(sources: dict[str, ModelSource]) -> dict[str, ModelSource]:
+    """The sources with every checkpoint present and its content sha256 read."""
     built = dict(sources)
     for label, source in sources.items():
         if source.present:
             continue
-        recipe = source.entry.recipe
-        if recipe is None or not fit_available():
-            raise RunError(f"model {label!r}: {source.checkpoint} does not exist (see `mirai-eval validate`)")
-        target = recipe_checkpoint(plan.manifest.store, recipe)
-        if rank == 0 and not target.exists():
-            from mirai_train.train import fit  # type: ignore[import-not-found,unused-ignore]
-
-            exported = Path(fit(recipe, plan.manifest.store / "training" / target.name))
-            link = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(exported.resolve(), target.parent))
-            link.replace(target)
         built[label] = dataclasses.replace(
-            source, checkpoint=target, content_sha256=read_metadata(target).content_sha256, present=True
+            source, content_sha256=read_metadata(source.checkpoint).content_sha256, present=True
         )
     return built
 
@@ -307,12 +310,13 @@ def execute(
     store, timings = Store(plan.manifest.store), Timings()
     device = init_distributed(slice_, plan.manifest.generation.device)
     with timings.stage("checkpoints"):
-        plan.models = build_checkpoints(plan, plan.models, slice_.rank)
+        if slice_.rank == 0:
+            train_missing(plan, device)
         if slice_.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
-            plan.models = build_checkpoints(plan, plan.models, slice_.rank)
+        plan.models = built_checkpoints(plan.models)
     plan.jobs = make_jobs(plan)
     mine = slice_.take(plan.jobs)
     with progress_bar(console) as progress:

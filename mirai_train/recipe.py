@@ -9,6 +9,7 @@ so a chain of recipes refers to earlier stages' outputs by name.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -136,17 +137,44 @@ def load_recipe(path: Path | str) -> Recipe:
     return load_model(path, Recipe)
 
 
+class ChainRun(Strict):
+    """A recipe with a shorter schedule (a quick variant of a chain shares the full chain's recipes)."""
+
+    recipe: str
+    max_steps: int = Field(ge=1)
+
+
 class Chain(Strict):
     """Runs in order, by name: each recipe path is relative to the chain file."""
 
-    runs: dict[str, str]
+    runs: dict[str, str | ChainRun]
 
 
-def load_chain(path: Path | str) -> list[tuple[str, Path]]:
-    """(run name, recipe path) in order; every recipe is validated before anything starts."""
+def load_chain(path: Path | str) -> list[tuple[str, Path, int | None]]:
+    """(run name, recipe path, max_steps override) in order; every recipe is validated first."""
     path = Path(path)
     chain = load_model(path, Chain)
-    runs = [(name, path.parent / recipe) for name, recipe in chain.runs.items()]
-    for _, recipe in runs:
+    runs: list[tuple[str, Path, int | None]] = []
+    for name, run in chain.runs.items():
+        if isinstance(run, str):
+            runs.append((name, path.parent / run, None))
+        else:
+            runs.append((name, path.parent / run.recipe, run.max_steps))
+    for _, recipe, _ in runs:
         load_recipe(recipe)
     return runs
+
+
+def chain_digest(path: Path | str) -> str:
+    """sha256 of a chain and everything it trains from (recipes and the generator specs they name).
+
+    Built checkpoints are stored under it: editing any of those files trains anew.
+    """
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes())
+    for _, recipe, _ in load_chain(path):
+        digest.update(recipe.read_bytes())
+        data, _ = read_yaml(recipe)
+        if isinstance(data, dict) and isinstance(data.get("generator"), str):
+            digest.update((recipe.parent / data["generator"]).read_bytes())
+    return digest.hexdigest()

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
@@ -38,7 +39,7 @@ from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.recipe import Recipe, load_chain, load_recipe
 from mirai_train.spec import GeneratorSpec
 
-STATE, LOG, GENERATOR = "state.pt", "log.jsonl", "generator"
+STATE, LOG, GENERATOR, RECIPE = "state.pt", "log.jsonl", "generator", "recipe.yaml"
 
 
 @dataclass
@@ -163,17 +164,23 @@ def fit(
     runs: Path | str = "runs",
     device: str = "cpu",
     max_steps: int | None = None,
+    schedule_steps: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Train a recipe into `out_dir` (resuming it if a state is there); returns the exported generator.
 
-    `max_steps` stops early (the run stays resumable), e.g. to test resuming.
+    `schedule_steps` replaces the recipe's `optim.max_steps` (a chain's quick variant); `max_steps`
+    stops early and leaves the run resumable, e.g. to test resuming.
     """
     recipe, out = load_recipe(recipe_path), Path(out_dir)
+    if schedule_steps is not None:
+        recipe = recipe.model_copy(
+            update={"optim": recipe.optim.model_copy(update={"max_steps": schedule_steps})}
+        )
     with distributed(device) as (rank, world_size, dev):
         out.mkdir(parents=True, exist_ok=True)
-        if rank == 0:  # the run documents itself; `export` reads it back
-            (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
+        if rank == 0:  # the run documents itself (the recipe as trained); `export` reads it back
+            (out / RECIPE).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
         spec = recipe.generator
         codec = build_codec(spec.codec, device=str(dev))
         text_encoder = build_text_encoder(spec.text_encoder, device=str(dev))
@@ -201,7 +208,7 @@ def fit(
                     _save_state(out / STATE, step + 1, stage, ema)
                 advance(logs)
         if rank == 0 and stop == optim.max_steps:
-            export(out, out / GENERATOR, recipe_path=recipe_path, parents=ctx.parents, overwrite=True)
+            export(out, out / GENERATOR, parents=ctx.parents, overwrite=True)
         if world_size > 1:
             dist.barrier()
     return out / GENERATOR
@@ -217,13 +224,15 @@ def train_chain(
     """
     runs = Path(runs)
     steps = load_chain(chain_path)
-    names = [name for name, _ in steps]
+    names = [name for name, _, _ in steps]
     if until is not None and until not in names:
         raise ValueError(f"{chain_path}: no run named '{until}'; the chain has {', '.join(names)}")
     done: dict[str, Path] = {}
-    for name, recipe in steps:
+    for name, recipe, steps_override in steps:
         generator = runs / name / GENERATOR
-        done[name] = generator if generator.exists() else fit(recipe, runs / name, runs=runs, device=device)
+        if not generator.exists():
+            fit(recipe, runs / name, runs=runs, device=device, schedule_steps=steps_override)
+        done[name] = generator
         if name == until:
             break
     return done
@@ -284,7 +293,6 @@ def export(
     run_dir: Path | str,
     out: Path | str,
     *,
-    recipe_path: Path | str | None = None,
     parents: list[Parent] | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -294,7 +302,7 @@ def export(
     if not state_path.exists():
         raise FileNotFoundError(f"{state_path}: no training state; is {run_dir} a `mirai-train fit` run?")
     state = torch.load(state_path, map_location="cpu", weights_only=False)
-    recipe = load_recipe(recipe_path) if recipe_path is not None else _recipe_of(run_dir)
+    recipe = _recipe_of(run_dir)
     weights = state["modules"][state["generator_name"]]
     dropped = sorted(name for name in state["modules"] if name != state["generator_name"])
     if overwrite and out.exists():
@@ -312,7 +320,7 @@ def export(
 
 
 def _recipe_of(run_dir: Path) -> Recipe:
-    copy_path = run_dir / "recipe.yaml"
+    copy_path = run_dir / RECIPE
     if not copy_path.exists():
-        raise FileNotFoundError(f"{copy_path}: missing; pass the recipe with --config")
+        raise FileNotFoundError(f"{copy_path}: missing; is {run_dir} a `mirai-train fit` run?")
     return load_recipe(copy_path)

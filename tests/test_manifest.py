@@ -128,4 +128,4 @@ def test_wan_manifests_dry_run_without_weights(
 def test_toy_manifests_plan(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     plan = build_plan(load_manifest(path))
-    assert plan.jobs and all(m.entry.recipe is not None for m in plan.models.values())
+    assert plan.jobs and all(m.entry.train is not None for m in plan.models.values())
