@@ -388,3 +388,62 @@ def render_command(
             drift_from_store(frame, spec.store, clip_seconds),
         )
         typer.echo(f"wrote {index}")
+
+
+@app.command("probe")
+def probe_command(
+    checkpoint: CheckpointDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the probe table, images and probe.json.")],
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="A baseline checkpoint to probe beside it.")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Row label; default: the folder name.")] = None,
+    baseline_label: Annotated[
+        str | None,
+        typer.Option("--baseline-label", help="The baseline's row label; default: its folder name."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="YAML of probe settings (ProbeSpec in mirai_eval/probe_spec.py, no models)."
+        ),
+    ] = None,
+    device: Device = "cpu",
+    ema: UseEma = False,
+) -> None:
+    """Foresight readout probe: how much of the future a frozen generator's hidden state holds."""
+    from pydantic import ValidationError
+
+    from mirai_eval.probe import run_probe
+    from mirai_eval.probe_spec import ProbeSpec
+    from mirai_train.checkpoint import CheckpointError
+    from mirai_train.config_files import ConfigError, describe, read_yaml
+
+    method = label or checkpoint.name
+    checkpoints = {method: checkpoint}
+    models: list[dict[str, str]] = [{"model": method}]
+    if baseline is not None:
+        base = baseline_label or baseline.name
+        if base == method:
+            raise typer.BadParameter(f"both checkpoints are labelled {base!r}; pass --label/--baseline-label")
+        checkpoints[base] = baseline
+        models = [{"model": base}, {"model": method, "baseline": base}]
+    try:
+        data, lines = read_yaml(config) if config is not None else ({}, {})
+        if not isinstance(data, dict) or "models" in data:
+            raise ConfigError(
+                str(config), [f"{config}:1: a mapping of probe settings without `models:` is expected"]
+            )
+        try:
+            spec = ProbeSpec.model_validate({**data, "models": models})
+        except ValidationError as error:
+            raise ConfigError(str(config), describe(error, config or "options", lines)) from error
+        result = run_probe(spec, checkpoints, out, use_ema={name: ema for name in checkpoints}, device=device)
+    except (ConfigError, CheckpointError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    assert result.tables and result.json is not None
+    typer.echo(result.tables["md"].read_text(encoding="utf-8"))
+    typer.echo(
+        f"wrote {', '.join(str(p) for p in result.tables.values())}, {len(result.images)} image(s), {result.json}"
+    )
