@@ -32,7 +32,7 @@ from mirai_eval.plan import Job, ModelSource, Plan, make_jobs, training_runs
 from mirai_eval.rows import ScoreRow, to_frame
 from mirai_eval.score_stage import Scorer, score_jobs
 from mirai_eval.store import Store, atomic_write_text
-from mirai_train.checkpoint import _git_revision, read_metadata
+from mirai_train.checkpoint import git_revision, read_metadata
 
 PACKAGES = (
     "video-mirai-harness", "torch", "torchvision", "diffusers", "transformers", "numpy", "decord", "av",
@@ -252,7 +252,7 @@ def results(
             "echo": manifest.model_dump(mode="json"),
         },
         "command": extra,
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
         "versions": versions(),
         "generation_code": plan.generation_code,
         "models": {

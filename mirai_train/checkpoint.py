@@ -108,7 +108,7 @@ def _code_version() -> str | None:
         return None
 
 
-def _git_revision() -> str | None:
+def git_revision() -> str | None:
     """`<commit>` or `<commit>-dirty` of the checkout this code runs from; None outside git."""
     try:
         result = subprocess.run(
@@ -159,7 +159,7 @@ def save_checkpoint(
             content_sha256=_content_sha256(files),
             provenance=provenance,
             code_version=_code_version(),
-            git_revision=_git_revision(),
+            git_revision=git_revision(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         (staging / METADATA).write_text(meta.model_dump_json(indent=2) + "\n")

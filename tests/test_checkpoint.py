@@ -109,7 +109,7 @@ def test_save_is_atomic_and_never_overwrites(tmp_path: Path, monkeypatch: pytest
         raise KeyboardInterrupt
 
     # Fail after the weights are written, before the rename: nothing may be left behind.
-    monkeypatch.setattr("mirai_train.checkpoint._git_revision", interrupted)
+    monkeypatch.setattr("mirai_train.checkpoint.git_revision", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "interrupted", spec, weights, provenance=PROVENANCE)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
