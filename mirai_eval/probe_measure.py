@@ -47,7 +47,7 @@ class Prompt:
 
 
 class Frozen:
-    """A generator under probe: frozen weights, its tap layer, prompts encoded once."""
+    """A generator under probe: frozen weights, its tap layer and the segment/token geometry."""
 
     def __init__(self, generator: Generator, layer: int | None) -> None:
         self.generator = generator
@@ -102,7 +102,7 @@ class Frozen:
 
     def teacher_forced(self, prompt: str, latents: Tensor, seed: int) -> Tensor:
         """Taps [n_blocks, per_block, D] while reading `latents`: segment i at the final denoising
-        step's noise level, earlier segments clean (the state a rollout that made them would be in)."""
+        step's noise level, earlier segments clean: about the state of a rollout that had made them."""
         text, _ = self.text(prompt)
         sampler = self.generator.spec.sampler
         schedule = FlowMatchSchedule(sampler.timestep_shift, sampler.num_train_timesteps)
