@@ -82,7 +82,14 @@ def decode(
 
 
 def write_mp4(path: Path | str, frames: torch.Tensor | np.ndarray, fps: float, crf: int = 18) -> None:
-    """Write RGB uint8 frames [T, H, W, 3] as an H.264 mp4 (even sides, yuv420p, as players expect)."""
+    """Write RGB uint8 frames [T, H, W, 3] as an H.264 mp4 (even sides, yuv420p, as players expect).
+
+    The same frames give the same bytes: the store keys a video by what decides its frames, and its
+    scores are computed from this file. libx264's macroblock-tree rate control broke that (in one
+    process, about one encode in twenty of the same noisy 32x32 or 64x64 frames gave another
+    bitstream, up to 20 levels apart once decoded), so it is off; one thread keeps the bytes
+    independent of the machine's core count.
+    """
     array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
         raise ValueError(f"{path}: frames must be uint8 [T, H, W, 3], got {array.dtype} {array.shape}")
@@ -95,7 +102,8 @@ def write_mp4(path: Path | str, frames: torch.Tensor | np.ndarray, fps: float, c
         stream = container.add_stream("libx264", rate=round(fps))
         stream.height, stream.width = int(array.shape[1]), int(array.shape[2])
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
         for frame in array:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
