@@ -41,6 +41,9 @@ SCORING_SOURCES = (
     Path(mirai_eval.__file__).parent / "video.py",
     *sorted((Path(mirai_eval.__file__).parent / "scoring").rglob("*.py")),
 )
+# Hashed at import, next to the import of the scoring code (as plan.GENERATION_CODE): a file edited
+# later in a live checkout must not give the running (old) code the new code's signatures.
+SCORING_CODE = source_version(SCORING_SOURCES)
 
 
 def kind_of(profile: str, dimension: str) -> str:
@@ -119,7 +122,6 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
     """Signatures of every (horizon, dimension); hashes each weight file once."""
     paths = resolve_weights(needed_weights(manifest), manifest.scoring.weights)
     hashes = {key: file_sha256(path) for key, path in paths.items()}
-    code = source_version(SCORING_SOURCES)
     signatures: dict[str, dict[str, str]] = {}
     for name, horizon in manifest.horizons.items():
         signatures[name] = {}
@@ -134,7 +136,7 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 },
                 "protocol": horizon.protocol,
                 "clip_seconds": horizon.clip_seconds if horizon.protocol == "clips" else None,
-                "code": code,
+                "code": SCORING_CODE,
             }
             if kind == "delegated":
                 payload["mode"] = delegation_mode(manifest, horizon)
