@@ -5,9 +5,9 @@
     scores/ab/<key>/<dimension>-<sha256(signature)[:16]>.json    one scored (video, dimension)
 
 Every file is written under a temporary name in its final directory and renamed into place, so a
-run killed at any moment leaves either the finished file or nothing (plus a stray temporary file,
-which is ignored and later overwritten). A finished item is never written again; several ranks or
-shards can share one store because they own disjoint keys.
+run killed at any moment leaves either the finished file or nothing (plus a stray temporary
+dot-file named by the dead process's pid, which nothing reads). A finished item is never written
+again; several ranks or shards can share one store because they own disjoint keys.
 """
 
 from __future__ import annotations
