@@ -46,10 +46,14 @@ VBENCH_PINS = ("torch==2.14.1", "torchvision==0.29.1", "vbench==0.1.5", "setupto
 @nox.session(python=PYTHON)
 def vbench(session: nox.Session) -> None:
     """Parity of our native dimensions with the vbench package (own venv: it pins transformers 4.33)."""
+    from pathlib import Path
+
     session.install(*VBENCH_PINS, "pytest>=8")
     # Our package without its dependencies: vbench's pins (transformers, numpy<2) must win.
     session.install("--no-deps", "-e", ".")
     session.install("typer>=0.12", "rich>=13", "pydantic>=2.6", "pyyaml>=6", "av>=12")
+    # vbench reads tokenizer files from its cache at import; keep the tests' copy out of the user's cache.
+    session.env["VBENCH_CACHE_DIR"] = str(Path(session.virtualenv.location) / "vbench-cache")
     session.run(
         "pytest",
         "-p",

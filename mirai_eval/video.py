@@ -56,7 +56,9 @@ def decode(
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         count = len(reader)
         fps = float(reader.get_avg_fps())
-        frames = reader.get_batch(list(range(count))).asnumpy() if count else np.zeros((0, 0, 0, 3))
+        batch = reader.get_batch(list(range(count))) if count else np.zeros((0, 0, 0, 3))
+        # decord's bridge is process-global (vbench switches it to torch): accept any of its outputs.
+        frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
     except Exception as exc:  # decord raises its own DECORDError and RuntimeErrors alike
         raise VideoError(
             path,

@@ -64,3 +64,26 @@ def test_dino_positional_resizing() -> None:
     assert resized.shape == (1, 1 + 14 * 24, 48)
     with torch.inference_mode():
         assert model(torch.randn(2, 3, 224, 398)).shape == (2, 48)
+
+
+def test_musiq_patch_layout_by_hand() -> None:
+    from mirai_eval.scoring.backbones.musiq import hashed_grid, multiscale_patches
+
+    # 300x512: longer side 224 -> 131x224 = 5x7 patches in 49 slots; 384 -> 225x384 = 8x12 in 144;
+    # native 10x16 = 160 patches, all kept.
+    patches, grid, scale, mask = multiscale_patches(torch.zeros(2, 3, 300, 512))
+    assert patches.shape == (2, 49 + 144 + 160, 3 * 32 * 32)
+    assert int(mask[0].sum()) == 35 + 96 + 160
+    assert scale[0, :35].eq(0).all() and scale[0, 49 : 49 + 96].eq(1).all() and scale[0, 193:].eq(2).all()
+    assert not mask[0, 35:49].any() and scale[0, 35:49].eq(0).all() and grid[0, 35:49].eq(0).all()
+    assert grid[0, :35].tolist() == hashed_grid(5, 7).tolist()
+    # A 2x3 patch grid hashes onto the 10x10 table by nearest neighbour: rows 0, 5; columns 0, 3, 6.
+    assert hashed_grid(2, 3).tolist() == [0, 3, 6, 50, 53, 56]
+
+
+def test_viclip_middle_sampling_by_hand() -> None:
+    from mirai_eval.scoring.videotext import middle_indices
+
+    # 17 frames: interval edges 0 2 4 6 8 10 12 14 17 -> middles of [a, b - 1].
+    assert middle_indices(17) == [0, 2, 4, 6, 8, 10, 12, 15]
+    assert middle_indices(5) == [0, 1, 2, 3, 4, 4, 4, 4]

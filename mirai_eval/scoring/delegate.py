@@ -41,11 +41,16 @@ class DelegatedResult:
 
 
 def run_vbench(
-    videos: Path, dims: list[str], python: Path, device: str = "cpu", mode: str = "vbench_standard"
+    videos: list[Path], dims: list[str], python: Path, device: str = "cpu", mode: str = "vbench_standard"
 ) -> dict[str, DelegatedResult]:
-    """Evaluate `dims` with vbench; per-video values keyed by file name."""
+    """Evaluate `dims` with vbench on these videos only (linked into a folder of their own, so a
+    video that already failed to decode cannot stop vbench); per-video values keyed by file name."""
     with tempfile.TemporaryDirectory(prefix="mirai-vbench-") as out:
-        command = [str(python), str(WORKER), "--videos", str(videos), "--out", out, "--dims", ",".join(dims)]
+        folder = Path(out) / "videos"
+        folder.mkdir()
+        for video in videos:
+            (folder / video.name).symlink_to(video.resolve())
+        command = [str(python), str(WORKER), "--videos", str(folder), "--out", out, "--dims", ",".join(dims)]
         command += ["--device", device, "--mode", mode]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         results_path = Path(out) / "delegated_eval_results.json"

@@ -16,12 +16,15 @@ import torch
 
 from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
+from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
 from mirai_eval.scoring.consistency import background_consistency, subject_consistency
 from mirai_eval.scoring.dimensions import DIMENSIONS
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
+from mirai_eval.scoring.imaging import ImagingQuality, load_musiq
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
+from mirai_eval.scoring.videotext import VideoTextConsistency, VideoTextEmbedder
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
 
 Profile = Literal["vbench", "toy"]
@@ -32,6 +35,9 @@ NATIVE = (
     "dynamic_degree",
     "aesthetic_quality",
     "appearance_style",
+    "imaging_quality",
+    "temporal_style",
+    "overall_consistency",
 )
 DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
 
@@ -126,6 +132,9 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
     device, batch = options.device, options.batch_size
     clip_b = load_clip(paths["clip_vitb32"], device) if "clip_vitb32" in paths else None
     flow = RaftFlow(load_raft(str(paths["raft_things"])).to(device)) if "raft_things" in paths else None
+    embedder = (
+        VideoTextEmbedder(load_viclip(str(paths["viclip"])).to(device), device) if "viclip" in paths else None
+    )
     native = {}
     for name in dims:
         if name == "subject_consistency":
@@ -141,6 +150,12 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
             native[name] = AestheticQuality(
                 clip_l, aesthetic_head(str(paths["aesthetic_head"])).to(device), 32, device
             )
+        elif name in ("temporal_style", "overall_consistency") and embedder is not None:
+            native[name] = VideoTextConsistency(name, embedder)
+        elif name == "imaging_quality":
+            # A frame is ~350 MUSIQ patches through a ResNet stem: half the batch keeps memory near DINO's.
+            musiq = load_musiq(str(paths["musiq_spaq"])).to(device)
+            native[name] = ImagingQuality(musiq, max(1, batch // 2), device)
         elif name == "appearance_style" and clip_b is not None:
             native[name] = AppearanceStyle(clip_b, load_styles(options.full_info), 32, device)
     static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None

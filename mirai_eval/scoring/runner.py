@@ -110,8 +110,9 @@ def score_folder(request: ScoreRequest) -> dict[str, Any]:
         else:
             started = time.perf_counter()
             try:
+                decoded = [e.path for e in entries if e.name not in failed]
                 results = run_vbench(
-                    request.videos,
+                    decoded,
                     list(plan.delegated),
                     vbench_python(request.vbench_python),
                     request.options.device,

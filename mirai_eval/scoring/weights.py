@@ -47,6 +47,16 @@ WEIGHT_FILES = {
             ("vbench:aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",),
         ),
         WeightFile(
+            "musiq_spaq",
+            "MUSIQ SPAQ checkpoint (musiq_spaq_ckpt-358bb6af.pth, pyiqa) for imaging quality",
+            ("vbench:pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",),
+        ),
+        WeightFile(
+            "viclip",
+            "ViCLIP ViT-L/14 (ViClip-InternVid-10M-FLT.pth) for temporal style and overall consistency",
+            ("vbench:ViCLIP/ViClip-InternVid-10M-FLT.pth",),
+        ),
+        WeightFile(
             "raft_things",
             "RAFT raft-things.pth for dynamic degree and the static filter",
             ("vbench:raft_model/models/raft-things.pth",),
@@ -60,6 +70,9 @@ NEEDS = {
     "appearance_style": ("clip_vitb32",),
     "aesthetic_quality": ("clip_vitl14", "aesthetic_head"),
     "dynamic_degree": ("raft_things",),
+    "imaging_quality": ("musiq_spaq",),
+    "temporal_style": ("viclip",),
+    "overall_consistency": ("viclip",),
     "static_filter": ("raft_things",),
 }
 

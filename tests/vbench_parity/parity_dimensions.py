@@ -141,3 +141,79 @@ def test_appearance_style(videos: list[Path], workdir: Path) -> None:
     _compare(ours, agg, theirs, their_agg, videos)
     for mine, their in zip(ours, theirs, strict=True):
         assert mine.frames == pytest.approx(their["frame_results"], abs=TOL)
+
+
+def test_delegation_merges_vbench_results_by_video(workdir: Path) -> None:
+    """The subprocess path end to end, on the one dimension vbench computes without weights."""
+    import sys
+
+    from mirai_eval.scoring.delegate import run_vbench
+
+    folder = workdir / "standard"
+    folder.mkdir()
+    paths = fixtures.make_videos(folder, prompt="In a still frame, a stop sign")
+    results = run_vbench(paths, ["temporal_flickering"], Path(sys.executable))
+    ours, agg = _ours("temporal_flickering", paths, {})
+    delegated = results["temporal_flickering"]
+    assert sorted(delegated.per_video) == sorted(p.name for p in paths)
+    for path, mine in zip(paths, ours, strict=True):
+        assert abs(delegated.per_video[path.name] - mine.value) <= TOL
+    assert abs(delegated.aggregate - agg) <= TOL
+
+
+def test_imaging_quality(videos: list[Path], workdir: Path) -> None:
+    from pyiqa.archs.musiq_arch import MUSIQ
+    from vbench.imaging_quality import technical_quality
+
+    from mirai_eval.scoring.backbones.musiq import Musiq
+
+    model = Musiq()
+    fixtures.randomise(model, 6)
+    path = workdir / "musiq_spaq_ckpt-358bb6af.pth"
+    torch.save(model.state_dict(), path)
+    theirs_model = MUSIQ(pretrained_model_path=str(path))
+    theirs_model.training = False
+    their_agg, theirs = technical_quality(theirs_model, [str(p) for p in videos], "cpu")
+    ours, agg = _ours("imaging_quality", videos, {"musiq_spaq": str(path)})
+    # vbench keeps per-video values on 0-100 and divides only the aggregate by 100.
+    scaled = [dict(r, video_results=r["video_results"] / 100) for r in theirs]
+    _compare(ours, agg, scaled, their_agg, videos)
+
+
+def test_temporal_style_and_overall_consistency(videos: list[Path], workdir: Path) -> None:
+    import os
+    import shutil
+
+    import clip
+
+    cache = os.environ.get("VBENCH_CACHE_DIR")
+    if not cache:
+        pytest.skip(
+            "set VBENCH_CACHE_DIR (the nox session does): vbench's ViCLIP reads its BPE file from there"
+        )
+    bpe = Path(cache) / "ViCLIP" / "bpe_simple_vocab_16e6.txt.gz"
+    bpe.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz", bpe)
+    from vbench.overall_consistency import overall_consistency
+    from vbench.temporal_style import temporal_style
+    from vbench.third_party.ViCLIP.simple_tokenizer import SimpleTokenizer
+    from vbench.third_party.ViCLIP.viclip import ViCLIP
+
+    from mirai_eval.scoring.backbones.viclip import ViClip
+
+    model = ViClip()
+    fixtures.randomise(model, 7)
+    path = workdir / "ViClip-InternVid-10M-FLT.pth"
+    torch.save({"model": model.state_dict()}, path)
+    tokenizer = SimpleTokenizer(str(bpe))
+    theirs_model = ViCLIP(tokenizer=tokenizer, pretrain=None)
+    theirs_model.load_state_dict(torch.load(path, weights_only=True)["model"])
+    info = [{"prompt": fixtures.STYLE_PROMPT, "video_list": [str(p) for p in videos]}]
+    plan = build_plan(
+        "vbench", ["temporal_style", "overall_consistency"], ScoringOptions(weights={"viclip": str(path)})
+    )
+    for name, function in (("temporal_style", temporal_style), ("overall_consistency", overall_consistency)):
+        their_agg, theirs = function(theirs_model, info, tokenizer, "cpu")
+        dimension = plan.native[name]
+        ours = [dimension.score(decode(p), fixtures.STYLE_PROMPT) for p in videos]
+        _compare(ours, aggregate(ours, dimension.aggregation), theirs, their_agg, videos)

@@ -1,0 +1,42 @@
+"""Imaging quality: MUSIQ (SPAQ checkpoint) on every frame, longer side capped at 512.
+
+VBench averages the frame scores (0-100) per video and divides the mean over videos by 100; we
+report per-video values on that same 0-1 scale. Frames go through MUSIQ in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mirai_eval.scoring.backbones.musiq import Musiq
+from mirai_eval.scoring.base import Aggregation, VideoScore
+from mirai_eval.scoring.preprocess import chunks, musiq_input
+from mirai_eval.video import Video
+
+
+def load_musiq(path: str | None) -> Musiq:
+    """MUSIQ with pyiqa's `musiq_spaq_ckpt-358bb6af.pth` (random if path is None)."""
+    model = Musiq()
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    return model.eval()
+
+
+@dataclass
+class ImagingQuality:
+    model: Musiq
+    batch_size: int = 8
+    device: str = "cpu"
+    name: str = "imaging_quality"
+    aggregation: Aggregation = "video_mean"
+
+    def score(self, video: Video, prompt: str) -> VideoScore:
+        per_frame: list[float] = []
+        with torch.inference_mode():
+            for pixels in chunks(video.frames, self.batch_size):
+                per_frame.extend(self.model(musiq_input(pixels.to(self.device))).double().cpu().tolist())
+        value = sum(per_frame) / len(per_frame) / 100.0
+        return VideoScore(value=value, total=value, count=1, frames=[f / 100.0 for f in per_frame])
