@@ -1,0 +1,166 @@
+"""The wan-scale recipes: they validate, carry the official values, and build the 1.3B / 14B models.
+
+Official values are those of FACTS.md sections 1-2 (the release's video_mirai_dmd_chunkwise.yaml and
+Self-Forcing's DMD); the models are built on the meta device, so no weights or memory are needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirai_train.config_files import ConfigError, load_model
+from mirai_train.losses import official_layer_to_tap
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.predictor import ForesightPredictor
+from mirai_train.recipe import Recipe, load_recipe
+from mirai_train.sampling import denoising_steps
+from mirai_train.spec import GeneratorSpec
+from mirai_train.stages.common import require_same
+
+WAN = Path(__file__).parents[1] / "mirai_train/configs/wan"
+TEACHER = "imported/wan2.1-t2v-14b"
+BLOCK = {"chunkwise": 3, "framewise": 1}
+DMD = {  # recipe: (block, warm start, window Delta or None without Video-Mirai)
+    "dmd_sf_chunkwise": ("chunkwise", "sf_ode_init_chunkwise/generator", None),
+    "dmd_sf_chunkwise_mirai": ("chunkwise", "sf_ode_init_chunkwise/generator", [0, 1]),
+    "dmd_cf_framewise": ("framewise", "cf_causal_ode_framewise/generator", None),
+    "dmd_cf_framewise_mirai": ("framewise", "cf_causal_ode_framewise/generator", [0, 1]),
+    "dmd_cf_chunkwise": ("chunkwise", "cf_causal_ode_chunkwise/generator", None),
+    "dmd_cf_chunkwise_mirai": ("chunkwise", "cf_causal_ode_chunkwise/generator", [0, 1]),
+    "dmd_cf_chunkwise_mirai_d0": ("chunkwise", "cf_causal_ode_chunkwise/generator", [0]),
+    "dmd_cf_chunkwise_mirai_d1": ("chunkwise", "cf_causal_ode_chunkwise/generator", [1]),
+    "dmd_cf_chunkwise_mirai_d012": ("chunkwise", "cf_causal_ode_chunkwise/generator", [0, 1, 2]),
+}
+EARLIER = {  # the stages before DMD: recipe -> (stage, block, init, teacher)
+    "sf_ode_init_chunkwise": ("ode_init", "chunkwise", "imported/wan2.1-t2v-1.3b", "imported/wan2.1-t2v-1.3b"),
+    "cf_ar_chunkwise": ("ar_teacher_forcing", "chunkwise", "imported/wan2.1-t2v-1.3b", None),
+    "cf_ar_framewise": ("ar_teacher_forcing", "framewise", "imported/wan2.1-t2v-1.3b", None),
+    "cf_causal_ode_chunkwise": ("causal_ode", "chunkwise", "cf_ar_chunkwise/generator", "cf_ar_chunkwise/generator"),
+    "cf_causal_ode_framewise": ("causal_ode", "framewise", "cf_ar_framewise/generator", "cf_ar_framewise/generator"),
+}  # fmt: skip
+SPECS = {"generator_chunkwise", "generator_framewise", "teacher_generator"}
+
+
+def recipe(name: str) -> Recipe:
+    return load_recipe(WAN / f"{name}.yaml")
+
+
+def block_of(name: str) -> str:
+    return DMD[name][0] if name in DMD else EARLIER[name][1]
+
+
+def parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_directory_holds_these_recipes_and_specs() -> None:
+    assert {p.stem for p in WAN.glob("*.yaml")} == set(DMD) | set(EARLIER) | SPECS
+
+
+@pytest.mark.parametrize("name", sorted(set(DMD) | set(EARLIER)))
+def test_generator_and_sampler_are_wan_1_3b_with_self_forcing_steps(name: str) -> None:
+    spec = recipe(name).generator
+    t = spec.transformer
+    assert (t.num_layers, t.num_attention_heads, t.attention_head_dim, t.ffn_dim) == (30, 12, 128, 8960)
+    assert t.num_frame_per_block == BLOCK[block_of(name)]
+    assert spec.sampler.denoising_step_list == [1000, 750, 500, 250] and spec.sampler.warp_denoising_step
+    assert spec.sampler.timestep_shift == 5.0
+    assert denoising_steps(spec.sampler) == pytest.approx([1000, 937.5, 833.333, 625], abs=1e-3)
+    assert (spec.video.height, spec.video.width, spec.video.fps) == (480, 832, 16)
+    assert recipe(name).data.num_frames == 81  # 21 latent frames
+    assert recipe(name).data.kind == "prompts" and recipe(name).data.prompts
+
+
+@pytest.mark.parametrize("name", sorted(DMD))
+def test_dmd_recipes_carry_the_official_values(name: str) -> None:
+    _, init, window = DMD[name]
+    r = recipe(name)
+    o, d = r.optim, r.dmd
+    assert d is not None
+    assert (r.stage, r.init, r.teacher, r.critic) == ("dmd", init, TEACHER, "imported/wan2.1-t2v-1.3b")
+    assert (o.lr, o.lr_critic, o.lr_foresight) == (2e-6, 4e-7, 2e-6)
+    assert (o.beta1, o.beta2, o.weight_decay, o.grad_clip) == (0.0, 0.999, 0.01, 10.0)
+    assert (o.batch_size, o.gradient_accumulation_steps, o.max_steps, o.seed) == (1, 8, 100, 3384764)
+    assert (o.ema_weight, o.ema_start_step) == (0.99, 200)
+    assert (d.guidance_scale, d.dfake_gen_update_ratio, d.min_step, d.max_step) == (3.0, 5, 20, 980)
+    assert not d.last_step_only and d.negative_prompt.startswith("色调艳丽")
+    f = r.foresight
+    if window is None:
+        assert f is None
+        return
+    assert f is not None
+    assert (f.foresight_weight, f.foresight_deltas) == (0.2, window)
+    assert (f.foresight_student_layer, f.foresight_teacher_layer, f.predictor_depth, f.replay) == (
+        15,
+        20,
+        3,
+        True,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EARLIER))
+def test_earlier_stages_chain_into_each_other(name: str) -> None:
+    stage, _, init, teacher = EARLIER[name]
+    r = recipe(name)
+    assert (r.stage, r.init, r.teacher) == (stage, init, teacher)
+    assert r.optim.lr == 2e-6
+    if r.ode is not None:  # the releases' ODE pairs: 48 steps, CFG 6
+        assert (r.ode.teacher_steps, r.ode.guidance_scale) == (48, 6.0)
+
+
+def test_models_have_the_1_3b_and_14b_shapes() -> None:
+    """The student, the 14B teacher and the predictor that the DMD stage builds from these recipes."""
+    r = recipe("dmd_cf_chunkwise_mirai")
+    teacher_spec = load_model(WAN / "teacher_generator.yaml", GeneratorSpec)
+    require_same(teacher_spec, r.generator, TEACHER)  # what DMDStage checks before it loads the teacher
+    assert r.foresight is not None
+    with torch.device("meta"):
+        student = CausalWanTransformer(**r.generator.transformer_kwargs())
+        teacher = CausalWanTransformer(**teacher_spec.transformer_kwargs())
+        predictor = ForesightPredictor(
+            dim=student.hidden_dim,
+            teacher_dim=teacher.hidden_dim,
+            num_heads=student.num_heads,
+            depth=r.foresight.predictor_depth,
+        )
+    assert (len(student.blocks), student.hidden_dim, student.num_heads) == (30, 1536, 12)
+    assert (len(teacher.blocks), teacher.hidden_dim, teacher.num_heads) == (40, 5120, 40)
+    assert 1.3e9 <= parameters(student) < 1.5e9  # Wan2.1-T2V-1.3B: 1.42e9
+    assert 1.4e10 <= parameters(teacher) < 1.5e10  # Wan2.1-T2V-14B: 1.43e10
+    assert len(predictor.blocks) == 3 and predictor.proj.weight.shape == (5120, 1536)
+    assert 1.2e8 <= parameters(predictor) < 1.5e8  # 3 DiT layers at width 1536 + Linear(1536 -> 5120)
+    assert official_layer_to_tap(r.foresight.foresight_student_layer) < len(student.blocks)
+    assert official_layer_to_tap(r.foresight.foresight_teacher_layer) < len(teacher.blocks)
+    t = teacher_spec.transformer
+    assert (t.ffn_dim, t.text_dim, t.freq_dim, t.attention_head_dim) == (13824, 4096, 256, 128)
+
+
+def test_a_mistyped_key_names_the_key_the_line_and_the_file(tmp_path: Path) -> None:
+    source = (WAN / "dmd_cf_chunkwise_mirai.yaml").read_text()
+    (tmp_path / "generator_chunkwise.yaml").write_text((WAN / "generator_chunkwise.yaml").read_text())
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(source.replace("  foresight_weight: 0.2", "  foresight_wieght: 0.2"))
+    line = 1 + typo.read_text().splitlines().index("  foresight_wieght: 0.2")
+    with pytest.raises(ConfigError) as error:
+        load_recipe(typo)
+    assert f"{typo}:{line}: foresight.foresight_wieght: unknown key" in str(error.value)
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(source + "generator_ckpt: checkpoints/chunkwise/causal_ode.pt\n")
+    with pytest.raises(
+        ConfigError, match=f"{unknown}:{len(unknown.read_text().splitlines())}: generator_ckpt: unknown"
+    ):
+        load_recipe(unknown)
+
+
+def test_a_mistyped_key_in_the_named_generator_spec_names_that_file(tmp_path: Path) -> None:
+    spec = tmp_path / "generator_chunkwise.yaml"
+    spec.write_text(
+        (WAN / "generator_chunkwise.yaml").read_text().replace("  num_layers: 30", "  num_layer: 30")
+    )
+    (tmp_path / "dmd.yaml").write_text((WAN / "dmd_cf_chunkwise.yaml").read_text())
+    with pytest.raises(ConfigError, match=rf"{spec}:\d+: transformer\.num_layer: unknown key"):
+        load_recipe(tmp_path / "dmd.yaml")
