@@ -187,13 +187,13 @@ def _score_delegated(plan: Plan, jobs: list[Job], dims: list[str], store: Store,
     horizon = plan.manifest.horizons[jobs[0].horizon]
     python = vbench_python(plan.manifest.scoring.vbench_python)
     with tempfile.TemporaryDirectory(prefix="mirai-delegate-") as folder:
+        links = []
         for job in jobs:
             assert job.key is not None
-            (Path(folder) / job.name).symlink_to(store.video_path(job.key).resolve())
+            links.append(Path(folder) / job.name)
+            links[-1].symlink_to(store.video_path(job.key).resolve())
         started = time.perf_counter()
-        results = run_vbench(
-            Path(folder), dims, python, scorer.device, delegation_mode(plan.manifest, horizon)
-        )
+        results = run_vbench(links, dims, python, scorer.device, delegation_mode(plan.manifest, horizon))
     seconds = round((time.perf_counter() - started) / len(jobs), 3)
     for dimension in dims:
         per_video = results[dimension].per_video if dimension in results else {}

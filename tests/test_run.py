@@ -259,3 +259,35 @@ def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
 
 def _sidecars(store: Path) -> list[str]:
     return [p.read_text() for p in store.glob("videos/*/*.json")]
+
+
+# Stands in for the vbench environment's Python (argv: worker --videos D --out O --dims ... --mode M):
+# every video scores its name's length, so a row shows which file its value came from.
+FAKE_VBENCH = """\
+#!{python}
+import json, pathlib, sys
+args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+videos = sorted(pathlib.Path(args["--videos"]).iterdir())
+per_video = [{{"video_path": str(v), "video_results": len(v.name)}} for v in videos]
+result = {{dim: [0.0, per_video] for dim in args["--dims"].split(",")}}
+pathlib.Path(args["--out"], "delegated_eval_results.json").write_text(json.dumps(result))
+"""
+
+
+def test_delegated_dimensions_are_scored_by_file_name(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the vbench profile, dimensions of the vbench package get each video under its VBench name
+    (`{prompt}-{sample}.mp4`) and their values come back to that video's rows."""
+    fake = project / "fake_vbench_python"
+    fake.write_text(FAKE_VBENCH.format(python=sys.executable))
+    fake.chmod(0o755)
+    path = manifest(project, "delegated")
+    text = path.read_text().replace("{profile: toy}", f"{{profile: vbench, vbench_python: {fake}}}")
+    path.write_text(
+        text.replace("[temporal_flickering, color]", "[color]").replace("temporal_flickering", "color")
+    )
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["run", "--manifest", str(path)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (project / "out-delegated" / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == VIDEOS
+    assert all(r["value"] == len(f"{r['prompt']}-{r['sample']}.mp4") and r["error"] is None for r in rows)
