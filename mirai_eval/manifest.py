@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mirai_eval.probe_spec import ProbeSpec
 from mirai_eval.scoring.dimensions import DIMENSIONS
 from mirai_eval.tables import TableSpec
 from mirai_train.config_files import ConfigError, describe, read_yaml
@@ -141,6 +142,7 @@ class Manifest(Strict):
     horizons: dict[str, Horizon] = Field(min_length=1)
     models: list[ModelEntry] = Field(min_length=1)
     tables: list[TableSpec] = []
+    probe: ProbeSpec | None = None  # the foresight readout probe on some of the models
 
     def model(self, label: str) -> ModelEntry:
         return next(m for m in self.models if m.label == label)
@@ -189,6 +191,12 @@ def _references(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
         if not math.isfinite(horizon.seconds):
             problems.append((("horizons", name, "seconds"), "must be a finite number of seconds"))
     loc: tuple[Any, ...]
+    for p, probed in enumerate(manifest.probe.models if manifest.probe is not None else []):
+        for field_name in ("model", "baseline"):
+            label = getattr(probed, field_name)
+            if label is not None and label not in labels:
+                loc = ("probe", "models", p, field_name)
+                problems.append((loc, f"{label!r} is not a model label of this manifest; labels: {labels}"))
     for t, table in enumerate(manifest.tables):
         for g, group in enumerate(table.groups):
             for r, row in enumerate(group.rows):

@@ -341,7 +341,24 @@ def execute(
         rows_path = write_rows(out, rows)
     with timings.stage("render"):
         tables = render_tables(plan, rows, scorer, console)
-    document = results(plan, scorer, slice_, timings, {**command, "rows": str(rows_path), "tables": tables})
+    probe_files: dict[str, str] = {}
+    if plan.manifest.probe is not None:
+        from mirai_eval.probe import run_probe
+
+        with timings.stage("probe"):
+            models = plan.models
+            probe = run_probe(
+                plan.manifest.probe, {label: source.checkpoint for label, source in models.items()},
+                out / "probe", use_ema={label: source.entry.ema for label, source in models.items()}, device=device,
+            )  # fmt: skip
+        probe_files = {fmt: str(path) for fmt, path in probe.tables.items()} | {"json": str(probe.json)}
+    document = results(
+        plan,
+        scorer,
+        slice_,
+        timings,
+        {**command, "rows": str(rows_path), "tables": tables, "probe": probe_files},
+    )
     path = out / "results.json"
     atomic_write_text(path, json.dumps(document, indent=1) + "\n")
     return path

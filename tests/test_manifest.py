@@ -129,3 +129,19 @@ def test_toy_manifests_plan(path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(ROOT)
     plan = build_plan(load_manifest(path))
     assert plan.jobs and all(m.entry.train is not None for m in plan.models.values())
+
+
+def test_probe_section_names_model_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The toy quick start probes its pair; a probe naming unknown labels is refused, with the line."""
+    monkeypatch.chdir(ROOT)
+    path = ROOT / "manifests" / "toy" / "quickstart.yaml"
+    assert load_manifest(path).manifest.probe is not None
+    head, probe = path.read_text().split("\nprobe:\n")
+    broken = tmp_path / "quickstart.yaml"
+    broken.write_text(head + "\nprobe:\n" + probe.replace("Self-Forcing (chunk-wise)", "Nobody"))
+    with pytest.raises(ConfigError) as info:
+        load_manifest(broken)
+    problems = [p.split(":", 2)[2] for p in info.value.problems]
+    assert " probe.models.0.model: 'Nobody' is not a model label of this manifest" in [
+        p.split(";")[0] for p in problems
+    ]
