@@ -15,10 +15,10 @@ sample by construction. Two trainer changes would make them comparable:
      `dmd_timesteps` and the text dropout take one generator per batch today).
 Change 1 leaves every single-rank run's draws as they are. The test applies it
 (`global_micro_batch_generator`, in both runs) and compares 2 ranks x batch 1 with 1 rank x 2
-micro-batches of 1: the same clips, the same draws, the same averaged
-gradient (loss / acc summed locally vs the all-reduce mean), for AR teacher forcing and for DMD with
-the foresight loss (generator, critic, predictor and its replay step). What remains is float
-rounding of the different thread counts and reduction orders.
+micro-batches of 1: the same clips, the same draws, the same averaged gradient (loss / acc summed
+locally vs the all-reduce mean), for AR teacher forcing and for DMD with the foresight loss
+(generator, critic, predictor and its replay step). What remains is float rounding of the
+different thread counts and reduction orders.
 
 This file is also the worker torchrun starts (`python -m tests.test_distributed RUNS NAME`).
 """
