@@ -74,8 +74,8 @@ class TrainingData:
 
     def batch(self, step: int, micro: int = 0, with_video: bool = True) -> Batch:
         index = self.indices(step, micro)
-        if self.sprites is None:
-            prompts = [self.prompts[i] for i in index]
+        if self.sprites is None or not with_video:
+            prompts = [self.prompt(i) for i in index]
             return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), None)
         items = [self.sprites[i] for i in index]
         prompts = [prompt for _, prompt, _ in items]

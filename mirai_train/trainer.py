@@ -15,6 +15,7 @@ Run directory:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
@@ -75,9 +76,16 @@ class Context:
         seed = np.random.SeedSequence([self.recipe.optim.seed, step, purpose]).generate_state(1)[0]
         return torch.Generator(device=self.device).manual_seed(int(seed) >> 1)
 
-    def rank_generator(self, step: int, purpose: int = 0) -> torch.Generator:
-        """Randomness of one step that differs across ranks (noise of this rank's samples)."""
-        return self.generator(step, 1000 * (self.rank + 1) + purpose)
+    def micro_generator(self, step: int, micro: int, stream: int = 0) -> torch.Generator:
+        """Randomness of this rank's micro-batch `micro`, keyed by its global index in the step.
+
+        The index is micro * world_size + rank, so 2 ranks x 1 micro-batch draw exactly what 1 rank
+        x 2 accumulated micro-batches draws (`stream` separates a step's independent draws).
+        """
+        index = micro * self.world_size + self.rank
+        if index >= 100:
+            raise ValueError("more than 100 micro-batches per step across ranks: widen the stream spacing")
+        return self.generator(step, 1000 + 100 * stream + index)
 
 
 class Stage(Protocol):
@@ -133,22 +141,20 @@ class EMA:
 
 @contextmanager
 def distributed(device: str) -> Iterator[tuple[int, int, torch.device]]:
-    """(rank, world size, device); under torchrun, a process group for the run's duration."""
+    """(rank, world size, device); under torchrun, the process group (made once per process, so a
+    chain of fits in one process reuses it)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         yield 0, 1, torch.device(device)
         return
-    rank = int(os.environ["RANK"])
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        atexit.register(dist.destroy_process_group)
     if device.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
-    try:
-        yield rank, world_size, torch.device(device)
-    finally:
-        dist.destroy_process_group()
+    yield dist.get_rank(), world_size, torch.device(device)
 
 
 def build_stage(ctx: Context) -> Stage:

@@ -3,22 +3,14 @@
 Samples: `TrainingData.indices` gives rank r of n the clips ((step * acc + micro) * n + r) * batch + j,
 so 2 ranks x batch 1 and 1 rank x batch 2 see the same clips each step (tested below).
 
-Noise: `Context.rank_generator(step, purpose)` is seeded by (rank, micro-step), and a micro-batch's
-noise, timesteps, text dropout and rollout are drawn batch-wise from that one generator. So rank 1's
-sample gets rank 1's stream, while in a batch of 2 on one rank the same sample gets the second half
-of rank 0's stream (after rank 0's other draws): the two runs cannot draw the same noise for a
-sample by construction. Two trainer changes would make them comparable:
-  1. key a micro-batch's generator by its global index in the step, micro * world_size + rank,
-     instead of (rank, micro): then 1 rank x 2 accumulated micro-batches of 1 equals 2 ranks x 1;
-  2. for batch 2 vs 2 x 1 as well, one generator per sample keyed by its global sample index, each
-     sample's draws made with its own generator and concatenated (`rollout`, `draw_flow_matching`,
-     `dmd_timesteps` and the text dropout take one generator per batch today).
-Change 1 leaves every single-rank run's draws as they are. The test applies it
-(`global_micro_batch_generator`, in both runs) and compares 2 ranks x batch 1 with 1 rank x 2
-micro-batches of 1: the same clips, the same draws, the same averaged gradient (loss / acc summed
-locally vs the all-reduce mean), for AR teacher forcing and for DMD with the foresight loss
-(generator, critic, predictor and its replay step). What remains is float rounding of the
-different thread counts and reduction orders.
+Noise: `Context.micro_generator(step, micro)` keys a micro-batch's draws (noise, timesteps, text
+dropout, rollout) by its global index in the step, micro * world_size + rank, so 2 ranks x batch 1
+draw what 1 rank x 2 accumulated micro-batches of 1 draws. (Batch 2 vs 2 x 1 would also need one
+generator per sample: `rollout`, `draw_flow_matching`, `dmd_timesteps` and the text dropout take one
+generator per batch.) The test compares 2 ranks x batch 1 with 1 rank x 2 micro-batches of 1: the
+same clips, the same draws, the same averaged gradient (loss / acc summed locally vs the all-reduce
+mean), for AR teacher forcing and for DMD with the foresight loss (generator, critic, predictor and
+its replay step). What remains is float rounding of the different thread counts and reduction orders.
 
 This file is also the worker torchrun starts (`python -m tests.test_distributed RUNS NAME`).
 """
@@ -42,7 +34,7 @@ from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.recipe import load_recipe
 from mirai_train.spec import GeneratorSpec
-from mirai_train.trainer import STATE, Context, fit
+from mirai_train.trainer import STATE, fit
 from tests.training_recipes import GENERATOR, TEACHER, write_recipes
 
 REPO = Path(__file__).parents[1]
@@ -51,16 +43,6 @@ NAMES = ("ar", "dmd_mirai")
 STEPS = 2  # dmd_mirai (dfake_gen_update_ratio 2): a generator step, then a replay step; critic on both
 GRADIENT_RTOL = 1e-4  # per tensor, in norm; measured <= 1e-5 (1 vs 2 threads, local sums vs all-reduce)
 WEIGHT_ATOL = 0.1  # in units of lr; measured <= 0.03
-
-
-def global_micro_batch_generator(self: Context, step: int, purpose: int = 0) -> torch.Generator:
-    """Change 1 of the module docstring: a micro-batch's draws keyed by its global index in the step.
-
-    Stages pass `purpose = offset + micro` (offset 0, or 100 for the DMD critic's rollouts). With one
-    rank the seed is the trainer's own, 1000 + purpose.
-    """
-    micro = purpose % 100
-    return self.generator(step, 1000 + purpose - micro + micro * self.world_size + self.rank)
 
 
 def free_port() -> int:
@@ -155,9 +137,7 @@ def test_ranks_split_the_single_rank_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_two_ranks_train_what_one_rank_trains(
-    runs: Path, two_ranks: Path, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name: str) -> None:
     """The last averaged gradient of every module agrees to float rounding; the weights to Adam's amplification of it.
 
     beta1 is 0 in these recipes, so AdamW's `exp_avg` is the last (averaged, clipped) gradient. Adam
@@ -165,7 +145,6 @@ def test_two_ranks_train_what_one_rank_trains(
     `lr` either way, hence the weights' tolerance in units of `lr`. A missing or wrong all-reduce
     gives rank 0's own gradient, off by about its own size, and weights off by about `lr`.
     """
-    monkeypatch.setattr(Context, "rank_generator", global_micro_batch_generator)
     fit(runs / "one_rank" / f"{name}.yaml", runs / "one_rank" / name, runs=runs, progress=False)
     one = torch.load(runs / "one_rank" / name / STATE, weights_only=False)
     two = torch.load(two_ranks / name / STATE, weights_only=False)
@@ -188,7 +167,6 @@ def test_two_ranks_train_what_one_rank_trains(
 
 def main(runs: Path, name: str) -> None:
     """The torchrun worker: every rank trains the named two-rank recipe (rank 0 writes the state)."""
-    Context.rank_generator = global_micro_batch_generator  # type: ignore[method-assign]
     fit(runs / "two_ranks" / f"{name}.yaml", runs / "two_ranks" / name, runs=runs, progress=False)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-GENERATOR = {
+GENERATOR: dict[str, Any] = {
     "transformer": {
         "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 768, "out_channels": 768,
         "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 2, "rope_max_seq_len": 32,

@@ -118,7 +118,7 @@ class DMDStage:
         logs = {"dmd_loss": 0.0, "foresight_loss": 0.0}
         for micro in range(accumulation):
             batch = self.ctx.data.batch(step, micro, with_video=False)
-            generator = self.ctx.rank_generator(step, micro)
+            generator = self.ctx.micro_generator(step, micro)
             out = rollout(
                 self.generator, batch.text, self.rollout_config, generator=generator, exit_step=exit_step,
                 tap_layer=self.student_tap if foresight is not None else None,
@@ -159,7 +159,7 @@ class DMDStage:
         total = 0.0
         for micro in range(accumulation):
             batch = self.ctx.data.batch(step, micro, with_video=False)
-            generator = self.ctx.rank_generator(step, 100 + micro)
+            generator = self.ctx.micro_generator(step, micro, stream=1)
             with torch.no_grad():
                 x0 = rollout(
                     self.generator, batch.text, self.rollout_config, generator=generator, exit_step=exit_step

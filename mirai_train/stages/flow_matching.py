@@ -42,7 +42,7 @@ class FlowMatchingStage:
             batch = self.ctx.data.batch(step, micro)
             if batch.latents is None:
                 raise ValueError("flow-matching stages train on videos: set data.kind: sprites")
-            generator = self.ctx.rank_generator(step, micro)
+            generator = self.ctx.micro_generator(step, micro)
             drop = (
                 torch.rand(len(batch.prompts), generator=generator, device=self.ctx.device)
                 < self.text_dropout

@@ -99,7 +99,7 @@ class ODEStage:
             states = self.states[pick].float()  # [B, S + 1, C, F, H, W]
             clean = states[:, -1]
             batch, _, frames = clean.shape[:3]
-            generator = self.ctx.rank_generator(step, micro)
+            generator = self.ctx.micro_generator(step, micro)
             level = torch.randint(
                 0, len(self.steps), (batch, frames // block), generator=generator, device=self.ctx.device
             )
