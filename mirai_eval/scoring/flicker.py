@@ -21,8 +21,13 @@ STATIC_KEEP_PER_PROMPT = 5
 
 def flicker_score(frames: torch.Tensor) -> float:
     """Mean over consecutive pairs of the per-pair mean absolute difference, mapped to [0, 1]."""
-    pair_means = (frames[1:].float() - frames[:-1].float()).abs().flatten(1).mean(dim=1, dtype=torch.float64)
-    return (255.0 - pair_means.mean().item()) / 255.0
+    # Integer differences summed exactly, one pair at a time: no float copy of the whole video.
+    per_pixel = frames[0].numel()
+    sums = [
+        (frames[t].to(torch.int16) - frames[t - 1].to(torch.int16)).abs().sum().item()
+        for t in range(1, len(frames))
+    ]
+    return (255.0 - sum(s / per_pixel for s in sums) / len(sums)) / 255.0
 
 
 @dataclass
