@@ -1,7 +1,8 @@
 """Rollout cost at toy scale, measured side by side in one run, printed as ratios.
 
-1. Per-frame cost late vs early in a 30 s rollout with the Rolling Sink (target <= 1.2x), beside
-   the same rollout with an unbounded cache (cost grows with the context).
+1. Per-frame cost late vs early in a 30 s rollout with the Rolling Sink (target <= 1.2x): the last
+   5 s against the first blocks that attend to a full window, beside the same rollout with an
+   unbounded cache (cost grows with the context).
 2. Peak memory of a 30 s vs a 5 s rollout (target <= 1.2x): each in a fresh process, peak RSS of
    the whole process and of the rollout above the loaded model, and the KV cache's own bytes.
 3. KV-cache streaming vs recomputing every block's context without a cache, for a 5 s rollout
@@ -87,8 +88,8 @@ def block_times(spec: GeneratorSpec, model: CausalWanTransformer, frames: int, r
     return [(b - a) / block for a, b in itertools.pairwise(stamps)]
 
 
-def late_vs_early(times: list[float], blocks_5s: int) -> float:
-    return statistics.median(times[-blocks_5s:]) / statistics.median(times[:blocks_5s])
+def late_vs_early(times: list[float], early: slice, late: slice) -> float:
+    return statistics.median(times[late]) / statistics.median(times[early])
 
 
 def rollout_without_cache(
@@ -200,17 +201,25 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved; per block the fastest run, which filters out a busy machine
         sink_runs.append(block_times(spec, model, FRAMES_30S, rolling=True))
         grow_runs.append(block_times(spec, unbounded, FRAMES_30S, rolling=False))
-    sink_ratio = late_vs_early([min(c) for c in zip(*sink_runs, strict=True)], blocks_5s)
-    grow_ratio = late_vs_early([min(c) for c in zip(*grow_runs, strict=True)], blocks_5s)
-    rows.append(
-        (
-            "per-frame cost, last 5 s / first 5 s of 30 s, Rolling Sink",
-            f"{sink_ratio:.2f}x",
-            "<= 1.2x",
-            _ok(sink_ratio <= 1.2),
-        )
-    )
-    rows.append(("  the same with an unbounded cache (for contrast)", f"{grow_ratio:.2f}x", "", ""))
+    sink_times = [min(c) for c in zip(*sink_runs, strict=True)]
+    grow_times = [min(c) for c in zip(*grow_runs, strict=True)]
+    # Early: the first blocks with a full attention window (the end of the first 5 s); the blocks
+    # before attend to a cache still filling up, so they are cheaper by construction.
+    full = slice(blocks_5s - 2, blocks_5s)
+    last = slice(-blocks_5s, None)
+    sink_ratio = late_vs_early(sink_times, full, last)
+    rows.append((
+        "per-frame cost, last 5 s of 30 s / first full-window blocks, Rolling Sink",
+        f"{sink_ratio:.2f}x", "<= 1.2x", _ok(sink_ratio <= 1.2),
+    ))  # fmt: skip
+    rows.append((
+        "  the same against the whole first 5 s (cache filling up)",
+        f"{late_vs_early(sink_times, slice(0, blocks_5s), last):.2f}x", "", "",
+    ))  # fmt: skip
+    rows.append((
+        "  with an unbounded cache instead (for contrast)",
+        f"{late_vs_early(grow_times, full, last):.2f}x", "", "",
+    ))  # fmt: skip
 
     mem5, mem30 = (
         measure_memory(args.config, args.size, FRAMES_5S),
