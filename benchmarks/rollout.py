@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from ratio_table import print_ratios, verdict
 from rich.console import Console
-from rich.table import Table
 
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.kv_cache import KVCache
@@ -210,7 +210,7 @@ def main() -> None:
     sink_ratio = late_vs_early(sink_times, full, last)
     rows.append((
         "per-frame cost, last 5 s of 30 s / first full-window blocks, Rolling Sink",
-        f"{sink_ratio:.2f}x", "<= 1.2x", _ok(sink_ratio <= 1.2),
+        f"{sink_ratio:.2f}x", "<= 1.2x", verdict(sink_ratio <= 1.2),
     ))  # fmt: skip
     rows.append((
         "  the same against the whole first 5 s (cache filling up)",
@@ -227,7 +227,7 @@ def main() -> None:
     )
     peak_ratio = mem30["peak_mib"] / mem5["peak_mib"]
     rows.append(
-        ("peak RSS of the process, 30 s / 5 s", f"{peak_ratio:.2f}x", "<= 1.2x", _ok(peak_ratio <= 1.2))
+        ("peak RSS of the process, 30 s / 5 s", f"{peak_ratio:.2f}x", "<= 1.2x", verdict(peak_ratio <= 1.2))
     )
     rows.append((
         f"  rollout above the loaded model: {mem30['rollout_mib']:.1f} / {mem5['rollout_mib']:.1f} MiB",
@@ -251,14 +251,7 @@ def main() -> None:
         f"{t_recompute / t_cache:.2f}x", "reported", f"max |diff| {diff:.1e}",
     ))  # fmt: skip
 
-    table = Table("measure", "ratio", "target", "")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
-
-def _ok(passed: bool) -> str:
-    return "[green]met[/]" if passed else "[red]missed[/]"
+    print_ratios(console, rows)
 
 
 if __name__ == "__main__":

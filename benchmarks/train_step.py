@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 import torch
+from ratio_table import print_ratios, verdict
 from rich.console import Console
-from rich.table import Table
 
 from mirai_train.checkpoint import Provenance, save_checkpoint
 from mirai_train.config_files import load_model
@@ -186,7 +186,7 @@ def main() -> None:
     rows.append((
         f"generator step (+ critic), with / without foresight, exit steps 0..{len(steps) - 1} "
         f"({generator['foresight']:.2f} s / {generator['plain']:.2f} s)",
-        f"{gen:.2f}x", f"<= {TARGET}x", _ok(gen <= TARGET),
+        f"{gen:.2f}x", f"<= {TARGET}x", verdict(gen <= TARGET),
     ))  # fmt: skip
     rows.append((
         f"  the same in process CPU time ({generator_cpu['foresight']:.2f} s / {generator_cpu['plain']:.2f} s)",
@@ -204,21 +204,14 @@ def main() -> None:
     rows.append((
         f"peak RSS of the process in a generator step, with / without ({memory['foresight']['peak_mib']:.0f} / "
         f"{memory['plain']['peak_mib']:.0f} MiB)",
-        f"{peak:.2f}x", f"<= {TARGET}x", _ok(peak <= TARGET),
+        f"{peak:.2f}x", f"<= {TARGET}x", verdict(peak <= TARGET),
     ))  # fmt: skip
     step_mib = {variant: m["step_mib"] for variant, m in memory.items()}
     rows.append((
         f"  the step's peak above the RSS before it ({step_mib['foresight']:.1f} / {step_mib['plain']:.1f} MiB)",
         f"{step_mib['foresight'] / max(step_mib['plain'], 1e-9):.2f}x", "", "",
     ))  # fmt: skip
-    table = Table("measure", "ratio", "target", "")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
-
-def _ok(passed: bool) -> str:
-    return "[green]met[/]" if passed else "[red]missed[/]"
+    print_ratios(console, rows)
 
 
 if __name__ == "__main__":
