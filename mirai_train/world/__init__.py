@@ -27,7 +27,7 @@ from mirai_train.world.dataset import (
     shard_indices,
     write_prompt_file,
 )
-from mirai_train.world.preview import write_mp4, write_preview
+from mirai_train.world.preview import write_preview
 from mirai_train.world.render import paint, render, to_tensor
 from mirai_train.world.scene import Background, Pillar, Scene, Sprite, sample_scene
 from mirai_train.world.tracks import Tracks, tracks
@@ -56,7 +56,6 @@ __all__ = [
     "shard_indices",
     "to_tensor",
     "tracks",
-    "write_mp4",
     "write_preview",
     "write_prompt_file",
 ]
