@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -312,8 +313,6 @@ def export(
     weights = state["modules"][state["generator_name"]]
     dropped = sorted(name for name in state["modules"] if name != state["generator_name"])
     if overwrite and out.exists():
-        import shutil
-
         shutil.rmtree(out)
     provenance = Provenance(
         source=f"mirai-train fit, stage {recipe.stage}",
