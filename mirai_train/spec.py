@@ -35,9 +35,10 @@ class TransformerSpec(Strict):
 
 
 class CodecSpec(Strict):
-    """`pixel`: the weightless toy codec; `wan_vae`: AutoencoderKLWan loaded from `path`."""
+    """`pixel`: weightless space/time-to-depth; `sprites_pca`: the toy codec (pixel patches on
+    principal components fitted on sprites); `wan_vae`: AutoencoderKLWan loaded from `path`."""
 
-    kind: Literal["pixel", "wan_vae"]
+    kind: Literal["pixel", "sprites_pca", "wan_vae"]
     path: str | None = None
     spatial_factor: int = 8
     temporal_factor: int = 4

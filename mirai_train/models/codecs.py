@@ -8,6 +8,7 @@ no weights) and the wan scale (`WanVAECodec`) run the same code.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -98,6 +99,68 @@ class PixelCodec(CausalFrameRule):
         return torch.cat([first, frames[:, :, tf:]], dim=2)
 
 
+class SpritesPCACodec(CausalFrameRule):
+    """Toy stand-in for Wan's VAE: the pixel codec's patches projected on their top principal
+    components, fitted on sprites clips and whitened (unit variance per channel, like Wan's
+    normalised latents).
+
+    The pixel codec hands the DiT 768 numbers per latent position, mostly copies of one flat colour;
+    16 whitened components keep 97% of the variance (a mean error of about 6/255 per pixel) and give
+    the toy DiT Wan's latent shape (16 channels, 8x8 space, 4x time), which it can learn on a CPU.
+    The fit is deterministic (fixed clips, a float64 eigensolver, a sign convention) and takes about a second, so every process that builds
+    the codec gets the same basis without a weight file.
+    """
+
+    FIT_CLIPS = 16
+    FIT_BASE_SEED = 8
+
+    def __init__(self, spatial_factor: int, temporal_factor: int, latent_channels: int) -> None:
+        self.pixels = PixelCodec(spatial_factor, temporal_factor)
+        self.spatial_factor, self.temporal_factor = spatial_factor, temporal_factor
+        self.latent_channels = latent_channels
+        self.mean, basis, scale = _sprites_pca(spatial_factor, temporal_factor, latent_channels)
+        self.encoder = basis / scale[:, None]  # [k, D]: whitened components
+        self.decoder = basis * scale[:, None]
+
+    def encode(self, video: Tensor) -> Tensor:
+        patches = self.pixels.encode(video)
+        centred = patches - self.mean.to(patches)[None, :, None, None, None]
+        return torch.einsum("kd,bdthw->bkthw", self.encoder.to(patches), centred)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        if latent.ndim != 5 or latent.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"expected a latent [B, {self.latent_channels}, T', h, w], got shape {tuple(latent.shape)}"
+            )
+        patches = torch.einsum("kd,bkthw->bdthw", self.decoder.to(latent), latent)
+        return self.pixels.decode(patches + self.mean.to(latent)[None, :, None, None, None])
+
+
+@functools.cache
+def _sprites_pca(spatial_factor: int, temporal_factor: int, channels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean [D], basis [k, D], per-component std [k]) of pixel-codec patches of sprites clips."""
+    from mirai_train.world import SpritesConfig, render, sample_scene
+    from mirai_train.world.dataset import clip_seed
+    from mirai_train.world.render import to_tensor
+
+    pixels = PixelCodec(spatial_factor, temporal_factor)
+    config = SpritesConfig()
+    clips = [
+        to_tensor(render(sample_scene(clip_seed(SpritesPCACodec.FIT_BASE_SEED, i), config), config.num_frames))
+        for i in range(SpritesPCACodec.FIT_CLIPS)
+    ]
+    patches = pixels.encode(torch.stack(clips))
+    rows = patches.permute(0, 2, 3, 4, 1).reshape(-1, patches.shape[1])
+    if channels > rows.shape[1]:
+        raise ValueError(f"codec.latent_channels {channels} exceeds the {rows.shape[1]} values of a patch")
+    mean = rows.double().mean(dim=0)
+    centred = rows - mean.float()
+    variance, vectors = torch.linalg.eigh((centred.T @ centred).double() / len(rows))
+    variance, basis = variance.flip(0)[:channels], vectors.flip(1)[:, :channels].T
+    signs = torch.sign(basis.gather(1, basis.abs().argmax(dim=1, keepdim=True)))  # largest entry > 0
+    return mean.float(), (basis * signs).float(), variance.clamp_min(1e-12).sqrt().float()
+
+
 class WanVAECodec(CausalFrameRule):
     """diffusers' `AutoencoderKLWan` with Wan's latent normalisation (latents_mean / latents_std).
 
@@ -149,9 +212,11 @@ def build_codec(
     spec: CodecSpec, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> VideoCodec:
     """The codec a `GeneratorSpec.codec` names, checked against the spec's factors and channels."""
-    codec: PixelCodec | WanVAECodec
+    codec: PixelCodec | SpritesPCACodec | WanVAECodec
     if spec.kind == "pixel":
         codec = PixelCodec(spec.spatial_factor, spec.temporal_factor)
+    elif spec.kind == "sprites_pca":
+        codec = SpritesPCACodec(spec.spatial_factor, spec.temporal_factor, spec.latent_channels)
     else:
         if spec.path is None:
             raise ValueError(
