@@ -146,7 +146,9 @@ def _sprites_pca(spatial_factor: int, temporal_factor: int, channels: int) -> tu
     pixels = PixelCodec(spatial_factor, temporal_factor)
     config = SpritesConfig()
     clips = [
-        to_tensor(render(sample_scene(clip_seed(SpritesPCACodec.FIT_BASE_SEED, i), config), config.num_frames))
+        to_tensor(
+            render(sample_scene(clip_seed(SpritesPCACodec.FIT_BASE_SEED, i), config), config.num_frames)
+        )
         for i in range(SpritesPCACodec.FIT_CLIPS)
     ]
     patches = pixels.encode(torch.stack(clips))
