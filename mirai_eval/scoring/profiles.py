@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from mirai_eval.scoring.backbones.amt import load_amt
 from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
 from mirai_eval.scoring.backbones.viclip import load_viclip
@@ -23,6 +24,7 @@ from mirai_eval.scoring.dimensions import DIMENSIONS
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import ImagingQuality, load_musiq
+from mirai_eval.scoring.motion import MotionSmoothness
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
 from mirai_eval.scoring.videotext import VideoTextConsistency, VideoTextEmbedder
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
@@ -32,6 +34,7 @@ NATIVE = (
     "subject_consistency",
     "background_consistency",
     "temporal_flickering",
+    "motion_smoothness",
     "dynamic_degree",
     "aesthetic_quality",
     "appearance_style",
@@ -143,6 +146,9 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
             native[name] = background_consistency(clip_b, batch, device)
         elif name == "temporal_flickering":
             native[name] = TemporalFlickering()
+        elif name == "motion_smoothness":
+            amt = load_amt(paths["amt_s"]).to(device)
+            native[name] = MotionSmoothness(amt, options.flow_batch_size, device)
         elif name == "dynamic_degree" and flow is not None:
             native[name] = DynamicDegree(flow, options.flow_batch_size, device)
         elif name == "aesthetic_quality":

@@ -57,6 +57,11 @@ WEIGHT_FILES = {
             ("vbench:ViCLIP/ViClip-InternVid-10M-FLT.pth",),
         ),
         WeightFile(
+            "amt_s",
+            "AMT-S frame interpolator (amt-s.pth) for motion smoothness",
+            ("vbench:amt_model/amt-s.pth",),
+        ),
+        WeightFile(
             "raft_things",
             "RAFT raft-things.pth for dynamic degree and the static filter",
             ("vbench:raft_model/models/raft-things.pth",),
@@ -69,6 +74,7 @@ NEEDS = {
     "background_consistency": ("clip_vitb32",),
     "appearance_style": ("clip_vitb32",),
     "aesthetic_quality": ("clip_vitl14", "aesthetic_head"),
+    "motion_smoothness": ("amt_s",),
     "dynamic_degree": ("raft_things",),
     "imaging_quality": ("musiq_spaq",),
     "temporal_style": ("viclip",),

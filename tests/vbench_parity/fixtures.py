@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mirai_eval.scoring.backbones.amt import AmtS
 from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.video import write_mp4
 
@@ -100,4 +101,15 @@ def raft_weights(folder: Path) -> Path:
                 tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
     path = folder / "raft-things.pth"
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def amt_weights(folder: Path) -> Path:
+    """A random AMT-S saved like the official amt-s.pth: a training checkpoint with `state_dict`."""
+    model = AmtS()
+    randomise(model, 8)  # at 0.02 the prediction depends on both frames and is rarely clamped
+    # ... but the correlation features must be larger for the correlation look-ups to matter.
+    randomise(model.feat_encoder.conv2, 9, std=0.2)
+    path = folder / "amt-s.pth"
+    torch.save({"epoch": 300, "state_dict": model.state_dict()}, path)
     return path

@@ -217,3 +217,33 @@ def test_temporal_style_and_overall_consistency(videos: list[Path], workdir: Pat
         dimension = plan.native[name]
         ours = [dimension.score(decode(p), fixtures.STYLE_PROMPT) for p in videos]
         _compare(ours, aggregate(ours, dimension.aggregation), theirs, their_agg, videos)
+
+
+def test_motion_smoothness(videos: list[Path], workdir: Path) -> None:
+    import vbench
+    from vbench.motion_smoothness import MotionSmoothness, motion_smoothness
+
+    from mirai_eval.scoring.backbones.amt import load_amt
+    from mirai_eval.scoring.motion import centred_padding
+    from mirai_eval.video import write_mp4
+
+    # Besides the shared videos: an odd frame count, and the smallest sides AMT-S handles (pad to 128).
+    odd = workdir / "motion" / f"{fixtures.STYLE_PROMPT}-2.mp4"
+    write_mp4(odd, fixtures.moving_video(2, 11, 114, 146, 4.0), fps=8)
+    paths = [*videos, odd]
+    weights = fixtures.amt_weights(workdir)
+    config = Path(vbench.__file__).parent / "third_party" / "amt" / "cfgs" / "AMT-S.yaml"
+    theirs_model = MotionSmoothness(str(config), str(weights), "cpu")
+    their_agg, theirs = motion_smoothness(theirs_model, [str(p) for p in paths])
+    ours, agg = _ours("motion_smoothness", paths, {"amt_s": str(weights)})
+    assert max(s.value for s in ours) < 0.99  # the random interpolator must not return a real frame
+    _compare(ours, agg, theirs, their_agg, paths)
+
+    # The interpolated frames themselves, before the uint8 truncation hides small differences.
+    even = decode(paths[1]).frames[0:5:2].permute(0, 3, 1, 2) / 255.0
+    even = torch.nn.functional.pad(even, centred_padding(*even.shape[-2:]), mode="replicate")
+    half = torch.full((1, 1, 1, 1), 0.5)
+    with torch.inference_mode():
+        mine = load_amt(weights)(even[:-1], even[1:])
+        their = [theirs_model.model(even[i : i + 1], even[i + 1 : i + 2], half, eval=True) for i in range(2)]
+    assert (mine - torch.cat([t["imgt_pred"] for t in their])).abs().max() <= TOL
