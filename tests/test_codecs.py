@@ -114,6 +114,7 @@ def test_sprites_pca_codec_keeps_sprites_and_whitens() -> None:
     assert float((noise - video).abs().mean() * 127.5) > 30.0
     # The fit is a pure function of its arguments (no cache involved) and picks a sign per component.
     mean, basis, scale = _sprites_pca.__wrapped__(8, 4, 16)
+    torch.testing.assert_close(mean, codec.mean, rtol=0, atol=0)
     torch.testing.assert_close(basis, codec.encoder * scale[:, None], rtol=0, atol=1e-6)
     assert bool((basis.gather(1, basis.abs().argmax(1, keepdim=True)) > 0).all())
     assert bool((scale[:-1] >= scale[1:]).all())
