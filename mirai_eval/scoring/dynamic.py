@@ -1,4 +1,5 @@
-"""Dynamic degree: is the video moving, by RAFT flow on frames sampled at about 8 fps.
+"""Dynamic degree: is the video moving, by optical flow (RAFT; block matching in the toy profile) on
+frames sampled at about 8 fps.
 
 Per pair: mean of the top 5% flow magnitudes (on the padded flow, as VBench computes it);
 the video is dynamic when at least round(4 n / 16) of its n sampled frames' pairs exceed
@@ -7,11 +8,12 @@ the video is dynamic when at least round(4 n / 16) of its n sampled frames' pair
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from mirai_eval.scoring.backbones.raft import RaftFlow
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.flicker import top_mean
 from mirai_eval.scoring.preprocess import chunks
@@ -33,15 +35,16 @@ def is_dynamic(pair_scores: list[float], height: int, width: int, frame_count: i
 
 @dataclass
 class DynamicDegree:
-    flow: RaftFlow
+    flow: Callable[[Tensor, Tensor], Tensor]  # float [B, 3, H, W] pixel pairs -> [B, 2, H, W] flow
     batch_size: int = 4
     device: str = "cpu"
+    min_side: int = RAFT_MIN_SIDE
     name: str = "dynamic_degree"
     aggregation: Aggregation = "video_mean"
 
     def pair_scores(self, video: Video) -> list[float]:
-        if min(video.size) < RAFT_MIN_SIDE:
-            raise ValueError(f"dynamic degree needs frames of at least {RAFT_MIN_SIDE} px, got {video.size}")
+        if min(video.size) < self.min_side:
+            raise ValueError(f"dynamic degree needs frames of at least {self.min_side} px, got {video.size}")
         frames = video.frames[sampled_indices(video.frames.shape[0], video.fps)]
         scores: list[float] = []
         with torch.inference_mode():

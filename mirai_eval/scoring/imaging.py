@@ -1,4 +1,5 @@
-"""Imaging quality: MUSIQ (SPAQ checkpoint) on every frame, longer side capped at 512.
+"""Imaging quality: MUSIQ (SPAQ checkpoint; the toy profile's sprites quality regressor) on every
+frame, longer side capped at 512.
 
 VBench averages the frame scores (0-100) per video and divides the mean over videos by 100; we
 report per-video values on that same 0-1 scale. Frames go through MUSIQ in batches.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from mirai_eval.scoring.backbones.musiq import Musiq
 from mirai_eval.scoring.base import Aggregation, VideoScore
@@ -27,7 +29,7 @@ def load_musiq(path: str | None) -> Musiq:
 
 @dataclass
 class ImagingQuality:
-    model: Musiq
+    model: nn.Module  # pixels [B, 3, H, W] in [0, 1] -> [B] scores on MUSIQ's 0-100 scale
     batch_size: int = 8
     device: str = "cpu"
     name: str = "imaging_quality"

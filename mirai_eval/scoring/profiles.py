@@ -1,8 +1,11 @@
 """Scoring profiles: which dimensions run natively, which go to the vbench package, which cannot run.
 
 `vbench`: official weights (see weights.py) for the native dimensions, the vbench package in its
-own virtual environment for the others. `toy`: what the CPU-sized sprites world supports; the
-dimensions that need small models trained on it are listed in TOY_UNAVAILABLE with the reason.
+own virtual environment for the others. `toy`: VBench's formulas with stand-ins the CPU-sized
+sprites world supports: small models trained on sprites (the `toy_scorers` recipe, resolved by
+toy_weights.py) for subject and background consistency, imaging quality and overall consistency,
+weightless block matching for dynamic degree and motion smoothness. The dimensions it cannot
+compute are in TOY_UNAVAILABLE with the reason. Toy values are never comparable with VBench's.
 """
 
 from __future__ import annotations
@@ -15,19 +18,25 @@ from typing import Literal
 import torch
 
 from mirai_eval.scoring.backbones.amt import load_amt
+from mirai_eval.scoring.backbones.block_matching import BilateralInterpolator, BlockMatchingFlow
 from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
+from mirai_eval.scoring.backbones.sprites_encoder import SpritesQuality
+from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
 from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
-from mirai_eval.scoring.consistency import background_consistency, subject_consistency
+from mirai_eval.scoring.consistency import FeatureConsistency, background_consistency, subject_consistency
 from mirai_eval.scoring.dimensions import DIMENSIONS
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import ImagingQuality, load_musiq
 from mirai_eval.scoring.motion import MotionSmoothness
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
-from mirai_eval.scoring.videotext import VideoTextConsistency, VideoTextEmbedder
+from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
+from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
+from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder, VideoTextConsistency, VideoTextEmbedder
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
+from mirai_eval.video import MIN_SIDE
 
 Profile = Literal["vbench", "toy"]
 NATIVE = (
@@ -44,26 +53,23 @@ NATIVE = (
 )
 DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
 
-_NOT_TRAINED = (
-    "needs the small {model} trained on the sprites world; that mirai-train recipe does not exist yet"
+_NO_DETECTOR = (
+    "needs a sprite detector (GRiT's role) reading each sprite's shape, colour and place; the toy "
+    "profile does not train one yet"
 )
 TOY_UNAVAILABLE = {
-    "subject_consistency": _NOT_TRAINED.format(model="image encoder (DINO stand-in)"),
-    "background_consistency": _NOT_TRAINED.format(model="image encoder (CLIP stand-in)"),
-    "motion_smoothness": _NOT_TRAINED.format(model="frame interpolator (AMT stand-in)"),
-    "dynamic_degree": _NOT_TRAINED.format(model="optical-flow network (RAFT stand-in)"),
     "aesthetic_quality": "no meaning on sprites: there is no aesthetic preference data for the sprites world",
-    "imaging_quality": _NOT_TRAINED.format(model="distortion-quality regressor (MUSIQ stand-in)"),
-    "object_class": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
-    "multiple_objects": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
-    "color": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
-    "spatial_relationship": _NOT_TRAINED.format(model="sprite detector (GRiT stand-in)"),
+    "object_class": _NO_DETECTOR,
+    "multiple_objects": _NO_DETECTOR,
+    "color": _NO_DETECTOR,
+    "spatial_relationship": _NO_DETECTOR,
     "human_action": "no meaning on sprites: the sprites world has no people or human actions",
     "scene": "no meaning on sprites: the sprites world has one kind of background, no scene categories",
     "appearance_style": "no meaning on sprites: sprites are rendered in one style",
-    "temporal_style": _NOT_TRAINED.format(model="video-text encoder (ViCLIP stand-in)"),
-    "overall_consistency": _NOT_TRAINED.format(model="video-text encoder (ViCLIP stand-in)"),
+    "temporal_style": "no meaning on sprites: the camera never moves and prompts name no temporal style",
 }
+# Toy dimensions computed with the trained models (their scores depend on the weight file).
+TOY_TRAINED = ("subject_consistency", "background_consistency", "imaging_quality", "overall_consistency")
 
 
 @dataclass
@@ -76,6 +82,7 @@ class ScoringOptions:
     weights: dict[str, str] = field(default_factory=dict)
     full_info: Path | None = None
     static_filter: bool = False
+    store: Path = Path("runs/store")  # where the toy profile's models are trained when missing
 
 
 @dataclass
@@ -121,11 +128,7 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
         if name not in DIMENSIONS:
             raise ValueError(f"unknown dimension {name!r}; valid: {', '.join(DIMENSIONS)}")
     if profile == "toy":
-        native: dict[str, Dimension] = {}
-        if "temporal_flickering" in dims:
-            native["temporal_flickering"] = TemporalFlickering()
-        unavailable = {n: TOY_UNAVAILABLE[n] for n in dims if n in TOY_UNAVAILABLE}
-        return ScoringPlan(native=native, delegated=(), unavailable=unavailable)
+        return toy_plan(dims, options)
     if profile != "vbench":
         raise ValueError(f"unknown profile {profile!r}; valid: vbench, toy")
     needed = [key for n in dims for key in NEEDS.get(n, ())]
@@ -138,7 +141,7 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
     embedder = (
         VideoTextEmbedder(load_viclip(str(paths["viclip"])).to(device), device) if "viclip" in paths else None
     )
-    native = {}
+    native: dict[str, Dimension] = {}
     for name in dims:
         if name == "subject_consistency":
             native[name] = subject_consistency(load_dino(paths["dino_vitb16"], device), batch, device)
@@ -167,3 +170,33 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
     static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None
     delegated = tuple(n for n in dims if n not in native)
     return ScoringPlan(native=native, delegated=delegated, unavailable={}, static_filter=static)
+
+
+def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
+    """The toy profile: VBench's formulas on the sprites stand-ins (see the module docstring)."""
+    device, batch = options.device, options.batch_size
+    trained = any(name in TOY_TRAINED for name in dims)
+    scorers = load_scorers(resolve_toy_weights(options.weights, options.store), device) if trained else None
+    native: dict[str, Dimension] = {}
+    for name in dims:
+        if name == "temporal_flickering":
+            native[name] = TemporalFlickering()
+        elif name == "dynamic_degree":
+            native[name] = DynamicDegree(BlockMatchingFlow(), batch, device, min_side=MIN_SIDE)
+        elif name == "motion_smoothness":
+            native[name] = InterpolatorSmoothness(BilateralInterpolator(), batch)
+        elif scorers is not None and name == "subject_consistency":
+            native[name] = FeatureConsistency(name, scorers.encoder.subject, _pixels, batch, device)
+        elif scorers is not None and name == "background_consistency":
+            native[name] = FeatureConsistency(name, scorers.encoder.background, _pixels, batch, device)
+        elif scorers is not None and name == "imaging_quality":
+            native[name] = ImagingQuality(SpritesQuality(scorers.encoder), batch, device)
+        elif scorers is not None and name == "overall_consistency":
+            native[name] = VideoTextConsistency(name, SpritesVideoTextEmbedder(scorers, device))
+    unavailable = {n: TOY_UNAVAILABLE[n] for n in dims if n in TOY_UNAVAILABLE}
+    return ScoringPlan(native=native, delegated=(), unavailable=unavailable)
+
+
+def _pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """The sprites encoder takes pixels in [0, 255] as they are (it resizes them itself)."""
+    return pixels

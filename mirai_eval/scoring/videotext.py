@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from mirai_eval.scoring.backbones.sprites_scorers import SpritesScorers
+from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText
 from mirai_eval.scoring.backbones.viclip import ViClip
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.preprocess import CLIP_MEAN, CLIP_STD
@@ -31,6 +34,14 @@ def middle_indices(count: int, frame_count: int = FRAMES) -> list[int]:
     edges = np.linspace(0, count, taken + 1).astype(int)
     picked = [int((a + b - 1) // 2) for a, b in itertools.pairwise(edges)]
     return picked + [picked[-1]] * (frame_count - len(picked))
+
+
+class VideoTextModel(Protocol):
+    """Unit video and text embeddings [1, D] whose product is the dimension's value."""
+
+    def video(self, video: Video) -> torch.Tensor: ...
+
+    def text(self, prompt: str) -> torch.Tensor: ...
 
 
 @dataclass
@@ -63,11 +74,30 @@ class VideoTextEmbedder:
 
 
 @dataclass
+class SpritesVideoTextEmbedder:
+    """The toy profile's ViCLIP stand-in: the same 8 middle-sampled frames, the sprites video-text model."""
+
+    scorers: SpritesScorers
+    device: str = "cpu"
+
+    def video(self, video: Video) -> torch.Tensor:
+        frames = video.frames[middle_indices(video.frames.shape[0])].permute(0, 3, 1, 2).float()
+        with torch.inference_mode():
+            features = SpritesVideoText.frame_features(self.scorers.encoder, frames.to(self.device))
+            return self.scorers.videotext.encode_video(features.unsqueeze(0)).float().cpu()
+
+    def text(self, prompt: str) -> torch.Tensor:
+        model = self.scorers.videotext
+        with torch.inference_mode():
+            return model.encode_words(model.word_vectors([prompt])).float().cpu()
+
+
+@dataclass
 class VideoTextConsistency:
     """`temporal_style` or `overall_consistency`: the same measure on different prompt sets."""
 
     name: str
-    embedder: VideoTextEmbedder
+    embedder: VideoTextModel
     aggregation: Aggregation = "video_mean"
 
     def score(self, video: Video, prompt: str) -> VideoScore:

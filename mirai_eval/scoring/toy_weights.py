@@ -1,0 +1,57 @@
+"""Where the `toy` profile's weight file comes from: a path given, or the store, trained when missing.
+
+The file is what the `toy_scorers` recipe (mirai_train/configs/toy/scorers.yaml) trains. Unless a
+path is given (`--weight toy_scorers=PATH`, or `scoring.weights` in a manifest) it lives in the
+store under the recipe's content digest (the recipe and the code that trains and defines the
+models), `<store>/training/scorers-<digest[:16]>/toy_scorers.safetensors`, as chain-built
+generators do; a missing file is trained there first (under a minute on one CPU thread).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import mirai_train
+from mirai_eval.scoring.weights import MissingWeightsError
+from mirai_train.checkpoint import file_sha256
+
+KEY = "toy_scorers"
+RECIPE = Path(mirai_train.__file__).parent / "configs" / "toy" / "scorers.yaml"
+
+
+def stored_weights(store: Path, recipe: Path = RECIPE) -> Path:
+    from mirai_train.stages.scorers import WEIGHTS_FILE, scorers_digest
+
+    return Path(store) / "training" / f"{recipe.stem}-{scorers_digest(recipe)[:16]}" / WEIGHTS_FILE
+
+
+def _given(given: Mapping[str, str]) -> Path:
+    path = Path(given[KEY]).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"- {KEY}: the toy profile's models (a `mirai-train fit` run of {RECIPE.name} writes "
+            f"toy_scorers.safetensors)\n    given path does not exist: {path}"
+        )
+    return path
+
+
+def identity(given: Mapping[str, str]) -> str:
+    """What scores depend on: the given file's sha256, or the recipe's digest (the file is a function of it)."""
+    from mirai_train.stages.scorers import scorers_digest
+
+    return f"sha256:{file_sha256(_given(given))}" if KEY in given else f"recipe:{scorers_digest(RECIPE)}"
+
+
+def resolve(given: Mapping[str, str], store: Path) -> Path:
+    """The weight file: the given path, or the store's, trained into it first when missing."""
+    if KEY in given:
+        return _given(given)
+    path = stored_weights(store)
+    if not path.is_file():
+        from mirai_train.stages.scorers import train_scorers
+
+        print(f"training the toy profile's models ({RECIPE}) into {path.parent}", file=sys.stderr)
+        train_scorers(RECIPE, path.parent)
+    return path
