@@ -137,6 +137,9 @@ def score(
     vbench_python: Annotated[
         str | None, typer.Option("--vbench-python", help="Python of the vbench environment.")
     ] = None,
+    store: Annotated[
+        Path, typer.Option("--store", help="Store where the toy profile's models are (trained if missing).")
+    ] = Path("runs/store"),
 ) -> None:
     """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
     from mirai_eval.scoring.dimensions import DIMENSIONS
@@ -169,7 +172,7 @@ def score(
         videos=videos,
         profile=profile,  # type: ignore[arg-type]
         dims=names,
-        options=ScoringOptions(device, batch_size, flow_batch_size, weights, full_info, static_filter),
+        options=ScoringOptions(device, batch_size, flow_batch_size, weights, full_info, static_filter, store),
         protocol=Protocol(protocol, clip_seconds),
         expected_size=expected,
         missing=missing,  # type: ignore[arg-type]

@@ -86,7 +86,10 @@ def progress_bar(console: Console) -> Progress:
 
 
 def train_missing(plan: Plan, device: str) -> None:
-    """Train the chain-built checkpoints that are missing (with their prerequisites; rank 0 only)."""
+    """Train the chain-built checkpoints that are missing (with their prerequisites) and the toy
+    profile's models when it needs them and they are missing (rank 0 only)."""
+    from mirai_eval.scoring import toy_weights
+    from mirai_eval.scoring.profiles import TOY_TRAINED
     from mirai_train.trainer import train_chain
 
     for label, source in plan.models.items():
@@ -98,6 +101,10 @@ def train_missing(plan: Plan, device: str) -> None:
         train_chain(
             train.chain, training_runs(plan.manifest.store, train.chain), until=train.run, device=device
         )
+    scoring = plan.manifest.scoring
+    dims = {d for h in plan.manifest.horizons.values() for d in h.dimensions}
+    if scoring.profile == "toy" and dims & set(TOY_TRAINED):
+        toy_weights.resolve(scoring.weights, plan.manifest.store)
 
 
 def built_checkpoints(sources: dict[str, ModelSource]) -> dict[str, ModelSource]:

@@ -1,7 +1,8 @@
 """The score stage of `mirai-eval run`: each stored video scored once per (dimension, scorer signature).
 
 A scorer signature is the hash of what decides a score besides the video: the dimension, the
-profile, the sha256 of every weight file the dimension loads, the protocol (whole video or
+profile, the sha256 of every weight file the dimension loads (for the toy profile's trained models,
+the digest of the recipe they are trained from, or the given file's sha256), the protocol (whole video or
 clips of N seconds), the delegation mode, and the source of the scoring code. Native dimensions
 share one decode of each video; dimensions of the vbench package run in its own environment on
 a folder of links named VBench-style. Dimensions a profile cannot compute (the toy profile's) are
@@ -22,11 +23,13 @@ from rich.progress import Progress
 import mirai_eval
 from mirai_eval.manifest import Horizon, Manifest
 from mirai_eval.plan import Job, Plan, digest, source_version
+from mirai_eval.scoring import toy_weights
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
 from mirai_eval.scoring.longvideo import score_clips
 from mirai_eval.scoring.profiles import (
     DELEGATED,
     NATIVE,
+    TOY_TRAINED,
     TOY_UNAVAILABLE,
     ScoringOptions,
     ScoringPlan,
@@ -67,6 +70,11 @@ def scoring_blockers(manifest: Manifest) -> list[str]:
         resolve_weights(needed_weights(manifest), manifest.scoring.weights)
     except MissingWeightsError as error:
         blockers.append(str(error))
+    if manifest.scoring.profile == "toy":
+        try:
+            toy_weights.identity(manifest.scoring.weights)
+        except MissingWeightsError as error:
+            blockers.append(str(error))
     dims = {d for h in manifest.horizons.values() for d in h.dimensions}
     if manifest.scoring.profile == "vbench" and dims & set(DELEGATED):
         try:
@@ -92,7 +100,12 @@ class Scorer:
     def options(self) -> ScoringOptions:
         scoring = self.manifest.scoring
         return ScoringOptions(
-            self.device, scoring.batch_size, scoring.flow_batch_size, scoring.weights, scoring.full_info
+            self.device,
+            scoring.batch_size,
+            scoring.flow_batch_size,
+            scoring.weights,
+            scoring.full_info,
+            store=self.manifest.store,
         )
 
     def native(self) -> ScoringPlan:
@@ -122,6 +135,7 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
     """Signatures of every (horizon, dimension); hashes each weight file once."""
     paths = resolve_weights(needed_weights(manifest), manifest.scoring.weights)
     hashes = {key: file_sha256(path) for key, path in paths.items()}
+    toy = toy_weights.identity(manifest.scoring.weights) if manifest.scoring.profile == "toy" else None
     signatures: dict[str, dict[str, str]] = {}
     for name, horizon in manifest.horizons.items():
         signatures[name] = {}
@@ -131,9 +145,7 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 "dimension": dimension,
                 "profile": manifest.scoring.profile,
                 "kind": kind,
-                "weights": {
-                    k: hashes[k] for k in NEEDS.get(dimension, ()) if kind == "native" and k in hashes
-                },
+                "weights": _weights_of(dimension, kind, hashes, toy),
                 "protocol": horizon.protocol,
                 "clip_seconds": horizon.clip_seconds if horizon.protocol == "clips" else None,
                 "code": SCORING_CODE,
@@ -142,6 +154,13 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 payload["mode"] = delegation_mode(manifest, horizon)
             signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
     return Scorer(manifest, device, signatures)
+
+
+def _weights_of(dimension: str, kind: str, hashes: dict[str, str], toy: str | None) -> dict[str, str]:
+    """The weight hashes a dimension's scores depend on; `toy`: the toy models' identity, if that profile."""
+    if toy is not None:
+        return {toy_weights.KEY: toy} if dimension in TOY_TRAINED else {}
+    return {k: hashes[k] for k in NEEDS.get(dimension, ()) if kind == "native" and k in hashes}
 
 
 def delegation_mode(manifest: Manifest, horizon: Horizon) -> str:
