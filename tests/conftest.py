@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,3 +40,30 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def toy_scorers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy profile's weight file, trained once per session on a reduced schedule of its recipe."""
+    from mirai_eval.scoring.toy_weights import RECIPE
+    from mirai_train.stages.scorers import train_scorers
+
+    folder = tmp_path_factory.mktemp("toy_scorers")
+    recipe = RECIPE.read_text()
+    for full, reduced in TOY_SCORERS_SCHEDULE.items():
+        assert full in recipe, f"{RECIPE} no longer has {full!r}; update the reduced schedule"
+        recipe = recipe.replace(full, reduced)
+    (folder / "scorers.yaml").write_text(recipe)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_scorers(folder / "scorers.yaml", folder)
+    finally:
+        torch.set_num_threads(threads)
+
+
+TOY_SCORERS_SCHEDULE = {
+    "num_clips: 768": "num_clips: 192",
+    "encoder_steps: 400": "encoder_steps: 200",
+    "videotext_steps: 300": "videotext_steps: 120",
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -16,6 +17,8 @@ from typer.testing import CliRunner
 
 from mirai_eval.cli import app
 from mirai_eval.manifest import load_manifest
+from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
+from mirai_eval.scoring.toy_weights import stored_weights
 from mirai_train.cli import app as train_app
 
 runner = CliRunner()
@@ -201,11 +204,11 @@ STAND_IN = SPEC.replace("train_latent_frames: 3", "train_latent_frames: 21").rep
 
 
 def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_scorers: Path
 ) -> None:
     """manifests/table1.yaml unchanged, from a folder holding its prompt files and tiny checkpoints at its
-    checkpoint paths: --limit 2 with the toy profile on the CPU trains nothing, generates, scores,
-    aggregates and renders both tables."""
+    checkpoint paths (and the toy profile's models in its store): --limit 2 with the toy profile on the
+    CPU trains nothing, generates, scores, aggregates and renders both tables."""
     if not SHARED_PROMPTS.is_dir():
         pytest.skip(f"{SHARED_PROMPTS} (the VBench and MovieGen prompt files) is not on this machine")
     manifest = ROOT / "manifests" / "table1.yaml"
@@ -213,6 +216,9 @@ def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
     (tmp_path / "data" / "prompts").symlink_to(SHARED_PROMPTS)
     (tmp_path / "stand_in.yaml").write_text(STAND_IN)
     monkeypatch.chdir(tmp_path)
+    stored = stored_weights(tmp_path / "runs" / "store")
+    stored.parent.mkdir(parents=True)
+    shutil.copy(toy_scorers, stored)
     models = load_manifest(manifest).manifest.models
     for seed, model in enumerate(models):
         assert model.checkpoint is not None
@@ -237,8 +243,8 @@ def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
     videos = Counter((r["model"], r["horizon"]) for r in rows if r["dimension"] == "temporal_flickering")
     assert videos == {(m.label, "5s"): per_model["5s"] for m in models}
     assert len(rows) == len(models) * (per_model["5s"] * 16 + per_model["30s"] * 3)
-    for row in rows:  # the toy profile computes temporal flickering; the others are n/a with its reason
-        scored = row["dimension"] == "temporal_flickering"
+    for row in rows:  # what the toy profile cannot compute is n/a with its reason
+        scored = row["dimension"] not in TOY_UNAVAILABLE
         assert (row["value"] is not None) == scored and (row["error"] is None) == scored, row
     for table in ("table1", "table1_reported"):
         assert (out / "tables" / f"{table}.tex").read_text().count("Video-Mirai") >= 3
