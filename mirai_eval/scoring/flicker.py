@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mirai_eval.scoring.backbones.raft import RaftFlow
@@ -21,11 +22,13 @@ STATIC_KEEP_PER_PROMPT = 5
 
 def flicker_score(frames: torch.Tensor) -> float:
     """Mean over consecutive pairs of the per-pair mean absolute difference, mapped to [0, 1]."""
-    # Integer differences summed exactly, one pair at a time: no float copy of the whole video.
-    per_pixel = frames[0].numel()
+    # Exact integer differences one pair at a time (no float copy of the whole video), in numpy:
+    # ~1 ms a 480x832 pair, where torch's per-pair ops on a busy thread pool took up to 100x longer.
+    array = frames.numpy()
+    per_pixel = array[0].size
     sums = [
-        (frames[t].to(torch.int16) - frames[t - 1].to(torch.int16)).abs().sum().item()
-        for t in range(1, len(frames))
+        int(np.abs(array[t].astype(np.int16) - array[t - 1]).sum(dtype=np.int64))
+        for t in range(1, len(array))
     ]
     return (255.0 - sum(s / per_pixel for s in sums) / len(sums)) / 255.0
 
