@@ -15,7 +15,6 @@ from pathlib import Path
 
 import mirai_train
 from mirai_eval.scoring.weights import MissingWeightsError
-from mirai_train.checkpoint import file_sha256
 
 KEY = "toy_scorers"
 RECIPE = Path(mirai_train.__file__).parent / "configs" / "toy" / "scorers.yaml"
@@ -39,6 +38,7 @@ def _given(given: Mapping[str, str]) -> Path:
 
 def identity(given: Mapping[str, str]) -> str:
     """What scores depend on: the given file's sha256, or the recipe's digest (the file is a function of it)."""
+    from mirai_train.checkpoint import file_sha256  # here: it imports diffusers, absent from vbench's venv
     from mirai_train.stages.scorers import scorers_digest
 
     return f"sha256:{file_sha256(_given(given))}" if KEY in given else f"recipe:{scorers_digest(RECIPE)}"
