@@ -330,9 +330,9 @@ class _Inert:
 def read_amt_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The `state_dict` entry of an AMT checkpoint, loaded without unpickling arbitrary objects.
 
-    Training checkpoints also hold the epoch and optimizer state, and the released ones need more
-    than torch's weights-only allowlist (vbench moved to `weights_only=False` for torch >= 2.6);
-    every global outside that list becomes an inert stand-in instead.
+    AMT's trainer also saves the epoch and optimizer state, and vbench loads the released file with
+    `weights_only=False` since torch 2.6, so it may hold objects outside torch's weights-only
+    allowlist: each such global becomes an inert stand-in instead of running its code.
     """
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     with torch.serialization.safe_globals([(_Inert, name) for name in unsafe]):
