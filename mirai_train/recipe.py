@@ -53,6 +53,17 @@ class OptimSpec(Strict):
     seed: int = 0
 
 
+class DistributedSpec(Strict):
+    """How models are spread over torchrun ranks (mirai_train/parallel.py); one process ignores it.
+
+    `fsdp` (FSDP2: per transformer block, then the root) shards the trained models and the DMD
+    real score; `ddp` keeps every model whole on every rank and all-reduces gradients. Both run
+    on CPU with gloo.
+    """
+
+    strategy: Literal["fsdp", "ddp"] = "fsdp"
+
+
 class OdeSpec(Strict):
     """Teacher trajectories for ODE regression, sampled once at the start of the stage."""
 
@@ -102,6 +113,7 @@ class Recipe(Strict):
     critic: str | None = None  # DMD fake score init (default: `init`)
     data: DataSpec = DataSpec()
     optim: OptimSpec = OptimSpec()
+    distributed: DistributedSpec = DistributedSpec()
     ode: OdeSpec | None = None
     dmd: DMDSpec | None = None
     foresight: ForesightSpec | None = None

@@ -4,8 +4,11 @@ A stage (mirai_train/stages/) owns its models, optimisers and what one step does
 owns everything around it. Randomness is drawn from generators seeded by (seed, step, rank), and
 batches are a pure function of the step, so a resumed run continues bit-identically.
 
-Ranks (torchrun) run the same step on disjoint data and average gradients with an all-reduce
-before every optimiser step (DDP's semantics, written out so one step can hold several forwards).
+Ranks (torchrun) run the same step on disjoint data and average gradients. How models are spread
+over ranks is the recipe's `distributed.strategy` (mirai_train/parallel.py): FSDP2 shards them and
+reduce-scatters gradients at every backward; DDP keeps them whole and all-reduces gradients before
+every optimiser step (DDP's semantics, written out so one step can hold several forwards). Either
+way the clipping norm is the global one, and `state.pt` holds full state dicts written by rank 0.
 
 Run directory:
     state.pt          everything needed to resume (all modules, optimisers, EMA, step)
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -38,10 +41,22 @@ from mirai_train.data import TrainingData
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
+from mirai_train.parallel import (
+    clip_gradients,
+    full_tensors,
+    is_sharded,
+    load_model_state,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+    shaped_like,
+    shard,
+)
 from mirai_train.recipe import Recipe, load_chain, load_recipe
 from mirai_train.spec import GeneratorSpec
 
 STATE, LOG, GENERATOR, RECIPE = "state.pt", "log.jsonl", "generator", "recipe.yaml"
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass
@@ -71,6 +86,16 @@ class Context:
         spec, model = load_checkpoint(path, device=str(self.device))
         self.parents.append(Parent(path=str(path), sha256=file_sha256(path / "generator.safetensors")))
         return spec, model.float()
+
+    def parallel(self, module: M) -> M:
+        """`module` spread over the ranks as the recipe says: FSDP2-sharded under `strategy: fsdp`.
+
+        Stages call it before building a module's optimiser (sharding replaces the parameters),
+        and only for modules that every rank runs in lockstep (a sharded forward is a collective).
+        """
+        if self.world_size == 1 or self.recipe.distributed.strategy == "ddp":
+            return module
+        return shard(module, self.device)
 
     def generator(self, step: int, purpose: int = 0) -> torch.Generator:
         """Randomness of one step; identical on every rank (shared draws such as the exit step)."""
@@ -109,22 +134,29 @@ def adamw(params: Iterable[nn.Parameter], lr: float, recipe: Recipe) -> torch.op
 
 
 def optimizer_step(module: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> float:
-    """Average gradients across ranks, clip, step, clear; returns the gradient norm before clipping."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    """Average gradients across ranks, clip to the global norm, step, clear; returns the norm before clipping.
+
+    Sharded (FSDP2), the backward already averaged this rank's gradient slices; whole (DDP), the
+    gradients are all-reduced here.
+    """
+    if not is_sharded(module) and dist.is_initialized() and dist.get_world_size() > 1:
         for p in module.parameters():
             if p.requires_grad:
                 if p.grad is None:  # every rank must reduce the same tensors
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
                 p.grad /= dist.get_world_size()
-    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip)
+    norm = clip_gradients(module, clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
 
 
 class EMA:
-    """Exponential moving average of the generator, started at `ema_start_step` (Self-Forcing)."""
+    """Exponential moving average of the generator, started at `ema_start_step` (Self-Forcing).
+
+    Of a sharded generator it holds this rank's slices, gathered whole only when saved.
+    """
 
     def __init__(self, weight: float) -> None:
         self.weight = weight
@@ -199,7 +231,7 @@ def fit(
         ctx = Context(recipe, Path(runs), out, data, dev, rank, world_size)
         stage = build_stage(ctx)
         ema = EMA(optim.ema_weight) if optim.ema_weight is not None else None
-        start = _resume(out / STATE, stage, ema)
+        start = _resume(out / STATE, stage, ema, ctx)
         stop = optim.max_steps if max_steps is None else min(max_steps, optim.max_steps)
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
@@ -211,8 +243,8 @@ def fit(
                 if rank == 0 and (step % recipe.log_every == 0 or step + 1 == optim.max_steps):
                     with (out / LOG).open("a") as log:
                         log.write(json.dumps({"step": step, **logs}) + "\n")
-                if rank == 0 and ((step + 1) % recipe.save_every == 0 or step + 1 == stop):
-                    _save_state(out / STATE, step + 1, stage, ema)
+                if (step + 1) % recipe.save_every == 0 or step + 1 == stop:  # a collective when sharded
+                    _save_state(out / STATE, step + 1, stage, ema, ctx)
                 advance(logs)
         if rank == 0 and stop == optim.max_steps:
             export(out, out / GENERATOR, parents=ctx.parents, overwrite=True)
@@ -245,32 +277,50 @@ def train_chain(
     return done
 
 
-def _save_state(path: Path, step: int, stage: Stage, ema: EMA | None) -> None:
+def _save_state(path: Path, step: int, stage: Stage, ema: EMA | None, ctx: Context) -> None:
+    """Every rank takes part (sharded state is gathered); rank 0 writes full state dicts.
+
+    `extra` (the DMD replay pairs) is per rank: each rank's own micro-batches, one entry a rank.
+    """
+    extra: dict[str, Any] = getattr(stage, "extra_state", dict)()
+    extras = [extra]
+    if ctx.world_size > 1:
+        extras = [{} for _ in range(ctx.world_size)] if ctx.rank == 0 else []
+        dist.gather_object(extra, extras if ctx.rank == 0 else None, dst=0)
     state = {
         "step": step,
         "generator_name": stage.generator_name,
-        "modules": {name: m.state_dict() for name, m in stage.modules.items()},
-        "optimizers": {name: o.state_dict() for name, o in stage.optimizers.items()},
-        "ema": None if ema is None else ema.shadow,
-        "extra": getattr(stage, "extra_state", lambda: {})(),
+        "modules": {name: model_state(m) for name, m in stage.modules.items()},
+        "optimizers": {name: optimizer_state(stage.modules[name], o) for name, o in stage.optimizers.items()},
+        "ema": None if ema is None or ema.shadow is None else full_tensors(ema.shadow),
+        "extra": extras,
     }
+    if ctx.rank != 0:
+        return
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _resume(path: Path, stage: Stage, ema: EMA | None) -> int:
+def _resume(path: Path, stage: Stage, ema: EMA | None, ctx: Context) -> int:
+    """Every rank loads the full state (memory-mapped: ranks on one host share its pages) and keeps its part."""
     if not path.exists():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    extras = state["extra"] if isinstance(state["extra"], list) else [state["extra"]]  # dict: one rank
+    if len(extras) != ctx.world_size:
+        raise ValueError(
+            f"{path} was written by {len(extras)} rank(s); resume it with as many (each rank's data "
+            f"and replay pairs are its own), not {ctx.world_size}"
+        )
     for name, module in stage.modules.items():
-        module.load_state_dict(state["modules"][name])
+        load_model_state(module, state["modules"][name])
     for name, optimizer in stage.optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
-    if ema is not None:
-        ema.shadow = state["ema"]
+        load_optimizer_state(stage.modules[name], optimizer, state["optimizers"][name])
+    if ema is not None and state["ema"] is not None:
+        ema.shadow = shaped_like(state["ema"], stage.modules[stage.generator_name].state_dict())
     if hasattr(stage, "load_extra_state"):
-        stage.load_extra_state(state["extra"])
+        stage.load_extra_state(extras[ctx.rank])
     return int(state["step"])
 
 

@@ -47,7 +47,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
     """Wan2.1 text-to-video DiT run causally; see the module docstring."""
 
     _supports_gradient_checkpointing = True
-    _no_split_modules = ["WanTransformerBlock"]  # type: ignore[assignment]
+    _no_split_modules = ["CausalWanBlock"]  # type: ignore[assignment]
     _keep_in_fp32_modules = [  # type: ignore[assignment]
         "rope",
         "time_embedder",
@@ -87,7 +87,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
             dim=inner_dim, time_freq_dim=freq_dim, time_proj_dim=inner_dim * 6, text_embed_dim=text_dim
         )
         self.blocks = nn.ModuleList(
-            WanTransformerBlock(inner_dim, ffn_dim, num_attention_heads, qk_norm or "", cross_attn_norm, eps)
+            CausalWanBlock(inner_dim, ffn_dim, num_attention_heads, qk_norm or "", cross_attn_norm, eps)
             for _ in range(num_layers)
         )
         self.norm_out = FP32LayerNorm(inner_dim, eps, elementwise_affine=False)
@@ -154,11 +154,10 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
 
         tap: Tensor | None = None
         for index, module in enumerate(self.blocks):
-            block = cast(WanTransformerBlock, module)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = checkpoint(_run_block, block, x, context, modulation, attend, index, use_reentrant=False)
+                x = checkpoint(module, x, context, modulation, attend, index, use_reentrant=False)
             else:
-                x = _run_block(block, x, context, modulation, attend, index)
+                x = module(x, context, modulation, attend, index)
             if tap_layer == index + 1:
                 tap = x.unflatten(1, (grid[0], -1))[:, keep].flatten(1, 2)
                 if exit_layer is not None:
@@ -186,32 +185,35 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
         return torch.cat([clean_rows, noisy_rows], dim=0)
 
 
-def _run_block(
-    block: WanTransformerBlock,
-    x: Tensor,
-    context: Tensor,
-    modulation: Tensor,
-    attend: _SelfAttention,
-    index: int,
-) -> Tensor:
-    """One Wan block with per-frame adaLN modulation; the arithmetic follows diffusers' block."""
-    frames = modulation.shape[1]
-    mods = (block.scale_shift_table[:, None] + modulation.float()).chunk(6, dim=2)  # 6 x [B, F, 1, D]
-    shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = mods
+class CausalWanBlock(WanTransformerBlock):
+    """diffusers' Wan block with per-frame adaLN modulation and this model's self-attention.
 
-    def per_frame(t: Tensor) -> Tensor:
-        return t.unflatten(1, (frames, -1))
+    Called as a module (not a function of its submodules), so that per-block wrappers see it:
+    FSDP2's all-gather and gradient reduce-scatter hooks, activation checkpointing. It adds no
+    parameters: the state dict is diffusers' `WanTransformerBlock`'s.
+    """
 
-    h = per_frame(block.norm1(x.float())) * (1 + scale_msa) + shift_msa
-    attn = attend(block.attn1, h.flatten(1, 2).type_as(x), index)
-    x = (per_frame(x.float()) + per_frame(attn) * gate_msa).flatten(1, 2).type_as(x)
+    def forward(  # type: ignore[override]  # the causal model's own block signature
+        self, x: Tensor, context: Tensor, modulation: Tensor, attend: _SelfAttention, index: int
+    ) -> Tensor:
+        """One block on tokens `x`; the arithmetic follows diffusers' block, per frame."""
+        frames = modulation.shape[1]
+        mods = (self.scale_shift_table[:, None] + modulation.float()).chunk(6, dim=2)  # 6 x [B, F, 1, D]
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = mods
 
-    h = block.norm2(x.float()).type_as(x)
-    x = x + _cross_attention(block.attn2, h, context, attend.cache, index)
+        def per_frame(t: Tensor) -> Tensor:
+            return t.unflatten(1, (frames, -1))
 
-    h = (per_frame(block.norm3(x.float())) * (1 + c_scale) + c_shift).flatten(1, 2).type_as(x)
-    ff = block.ffn(h)
-    return (per_frame(x.float()) + per_frame(ff.float()) * c_gate).flatten(1, 2).type_as(x)
+        h = per_frame(self.norm1(x.float())) * (1 + scale_msa) + shift_msa
+        attn = attend(self.attn1, h.flatten(1, 2).type_as(x), index)
+        x = (per_frame(x.float()) + per_frame(attn) * gate_msa).flatten(1, 2).type_as(x)
+
+        h = self.norm2(x.float()).type_as(x)
+        x = x + _cross_attention(self.attn2, h, context, attend.cache, index)
+
+        h = (per_frame(self.norm3(x.float())) * (1 + c_scale) + c_shift).flatten(1, 2).type_as(x)
+        ff = self.ffn(h)
+        return (per_frame(x.float()) + per_frame(ff.float()) * c_gate).flatten(1, 2).type_as(x)
 
 
 def _heads(attn: WanAttention, t: Tensor) -> Tensor:

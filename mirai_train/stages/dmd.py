@@ -47,13 +47,14 @@ class DMDStage:
         recipe, self.ctx = ctx.recipe, ctx
         assert recipe.dmd is not None and recipe.teacher is not None and recipe.init is not None
         self.dmd = recipe.dmd
-        self.generator = trained_model(ctx).train()
+        self.generator = ctx.parallel(trained_model(ctx).train())
         teacher_spec, teacher = ctx.load(recipe.teacher, role="teacher")
         require_same(teacher_spec, recipe.generator, recipe.teacher)
-        self.real = frozen(teacher)
-        critic_spec, self.critic = ctx.load(recipe.critic or recipe.init, role="critic")
+        # sharded too: the 14B real score is the largest model, and every rank runs it in lockstep
+        self.real = ctx.parallel(frozen(teacher))
+        critic_spec, critic = ctx.load(recipe.critic or recipe.init, role="critic")
         require_same(critic_spec, recipe.generator, recipe.critic or recipe.init)
-        self.critic.train()
+        self.critic = ctx.parallel(critic.train())
         optim = recipe.optim
         self.modules: dict[str, nn.Module] = {"generator": self.generator, "critic": self.critic}
         self.optimizers: dict[str, torch.optim.Optimizer] = {
@@ -83,6 +84,7 @@ class DMDStage:
                     num_heads=self.generator.num_heads,
                     depth=self.foresight.predictor_depth,
                 ).to(ctx.device)
+            self.predictor = ctx.parallel(self.predictor)
             self.modules["predictor"] = self.predictor
             self.optimizers["predictor"] = adamw(self.predictor.parameters(), optim.lr_foresight, recipe)
             self.student_tap = official_layer_to_tap(self.foresight.foresight_student_layer)

@@ -26,7 +26,7 @@ class FlowMatchingStage:
         section = recipe.teacher_forcing if self.teacher_forcing else recipe.pretrain
         assert section is not None  # the recipe validator requires it
         self.text_dropout = section.text_dropout  # empty prompts, so classifier-free guidance works later
-        self.model = trained_model(ctx).train()
+        self.model = ctx.parallel(trained_model(ctx).train())
         self.modules: dict[str, nn.Module] = {"generator": self.model}
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "generator": adamw(self.model.parameters(), recipe.optim.lr, recipe)

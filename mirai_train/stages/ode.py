@@ -30,7 +30,7 @@ class ODEStage:
     def __init__(self, ctx: Context) -> None:
         recipe, self.ctx = ctx.recipe, ctx
         assert recipe.ode is not None and recipe.teacher is not None  # the recipe validator requires them
-        self.model = trained_model(ctx).train()
+        self.model = ctx.parallel(trained_model(ctx).train())
         self.modules: dict[str, nn.Module] = {"generator": self.model}
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "generator": adamw(self.model.parameters(), recipe.optim.lr, recipe)
@@ -58,7 +58,7 @@ class ODEStage:
         assert recipe.ode is not None and recipe.teacher is not None
         teacher_spec, teacher = ctx.load(recipe.teacher, role="teacher")
         require_same(teacher_spec, recipe.generator, recipe.teacher)
-        teacher = frozen(teacher)
+        teacher = frozen(teacher)  # whole on every rank: ranks sample their own pools, not in lockstep
         causal = recipe.stage == "causal_ode"
         grid = ode_grid(self.schedule, recipe.ode.teacher_steps, self.steps)
         encoder, data = ctx.data.text_encoder, ctx.data
