@@ -11,7 +11,7 @@ ddp   every rank holds whole models; the trainer all-reduces gradients before ev
 
 A single process never wraps anything. Checkpoints (`state.pt`) have one layout whatever the
 strategy: full, unsharded state dicts, written by rank 0, optimiser states keyed by parameter
-index as `Optimizer.state_dict()` keys them; a run can resume under another strategy or world size.
+index as `Optimizer.state_dict()` keys them; a run can resume under the other strategy.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def load_model_state(module: nn.Module, state: dict[str, Any]) -> None:
     if not is_sharded(module):
         module.load_state_dict(state)
         return
-    set_model_state_dict(module, state, options=LOAD)
+    set_model_state_dict(module, dict(state), options=LOAD)  # a copy: it puts its slices into the dict given
 
 
 def optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
