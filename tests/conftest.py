@@ -42,6 +42,24 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def one_rank_group() -> Iterator[None]:
+    """A gloo process group of this process alone, so FSDP2 code paths run in-process on the CPU."""
+    import socket
+
+    import torch.distributed as dist
+
+    from mirai_train import parallel
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+    parallel._mesh.cache_clear()  # its mesh belonged to the group just destroyed
+
+
 @pytest.fixture(scope="session")
 def toy_scorers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy profile's weight file, trained once per session on a reduced schedule of its recipe."""

@@ -1,4 +1,6 @@
-"""Two ranks (torchrun, gloo, CPU) train what one rank trains on the same global batch.
+"""Two ranks (torchrun, gloo, CPU) train what one rank trains on the same global batch, under
+either `distributed.strategy`: FSDP2 (sharded models, reduce-scattered gradients) and DDP (whole
+models, all-reduced gradients).
 
 Samples: `TrainingData.indices` gives rank r of n the clips ((step * acc + micro) * n + r) * batch + j,
 so 2 ranks x batch 1 and 1 rank x batch 2 see the same clips each step (tested below).
@@ -10,9 +12,13 @@ generator per sample: `rollout`, `draw_flow_matching`, `dmd_timesteps` and the t
 generator per batch.) The test compares 2 ranks x batch 1 with 1 rank x 2 micro-batches of 1: the
 same clips, the same draws, the same averaged gradient (loss / acc summed locally vs the all-reduce
 mean), for AR teacher forcing and for DMD with the foresight loss (generator, critic, predictor and
-its replay step). What remains is float rounding of the different thread counts and reduction orders.
+its replay step) and the generator's EMA. What remains is float rounding of the different thread
+counts and reduction orders.
 
-This file is also the worker torchrun starts (`python -m tests.test_distributed RUNS NAME`).
+Under FSDP2 a run also resumes bit-identically: the full state that rank 0 wrote is split again
+across the ranks (modules, AdamW states, the EMA's slices, each rank's own replay pairs).
+
+This file is also the worker torchrun starts (`python -m tests.test_distributed RUNS STRATEGY NAME [RESUMED]`).
 """
 
 from __future__ import annotations
@@ -22,24 +28,41 @@ import socket
 import subprocess
 import sys
 import time
+from copy import deepcopy
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
+from torch.distributed.tensor import DTensor
+from torch.utils._pytree import tree_flatten
 
 from mirai_train.checkpoint import Provenance, save_checkpoint
 from mirai_train.data import TrainingData
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
+from mirai_train.parallel import (
+    clip_gradients,
+    full_tensors,
+    is_sharded,
+    load_model_state,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+    shaped_like,
+    shard,
+)
 from mirai_train.recipe import load_recipe
 from mirai_train.spec import GeneratorSpec
-from mirai_train.trainer import STATE, fit
+from mirai_train.trainer import STATE, Context, adamw, fit
 from tests.training_recipes import GENERATOR, TEACHER, write_recipes
 
 REPO = Path(__file__).parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 NAMES = ("ar", "dmd_mirai")
+STRATEGIES = ("fsdp", "ddp")
+RESUMED = "dmd_mirai_resumed"  # dmd_mirai under FSDP2, stopped after step 1 (a generator step) and resumed
 STEPS = 2  # dmd_mirai (dfake_gen_update_ratio 2): a generator step, then a replay step; critic on both
 GRADIENT_RTOL = 1e-4  # per tensor, in norm; measured <= 1e-5 (1 vs 2 threads, local sums vs all-reduce)
 WEIGHT_ATOL = 0.1  # in units of lr; measured <= 0.03
@@ -53,7 +76,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random init and teacher checkpoints; recipes for 2 ranks x batch 1 and 1 rank x 2 micro-batches."""
+    """Random init and teacher checkpoints; recipes for 2 ranks x batch 1 (per strategy) and 1 rank x 2 micro-batches."""
     runs = tmp_path_factory.mktemp("runs")
     for name, raw, seed in (("ode_init", GENERATOR, 1), ("teacher", TEACHER, 2)):
         spec = GeneratorSpec.model_validate(raw)
@@ -62,17 +85,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         save_checkpoint(
             runs / name / "generator", spec, model.state_dict(), provenance=Provenance(source="random")
         )
-    for layout, accumulation in (("two_ranks", 1), ("one_rank", 2)):
+    for layout, accumulation in (*((strategy, 1) for strategy in STRATEGIES), ("one_rank", 2)):
         (runs / layout).mkdir()
-        write_recipes(runs / layout, max_steps=STEPS, batch_size=1, gradient_accumulation_steps=accumulation)
+        write_recipes(
+            runs / layout, max_steps=STEPS, strategy=layout if layout in STRATEGIES else "fsdp",
+            batch_size=1, gradient_accumulation_steps=accumulation, ema_weight=0.5,
+        )  # fmt: skip
     return runs
 
 
-def launch(runs: Path, name: str) -> subprocess.Popen[str]:
+def launch(runs: Path, *worker: str) -> subprocess.Popen[str]:
     """torchrun with this module as the worker: 2 CPU processes, gloo, rendezvous on 127.0.0.1."""
     command = [
         str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        "-m", "tests.test_distributed", str(runs), name,
+        "-m", "tests.test_distributed", str(runs), *worker,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
@@ -80,7 +106,7 @@ def launch(runs: Path, name: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 300) -> str:
+def finish(process: subprocess.Popen[str], timeout: float = 600) -> str:
     """The launch's output; past the timeout, SIGTERM to torchrun's agent, which stops its workers."""
     try:
         return process.communicate(timeout=timeout)[0]
@@ -91,19 +117,17 @@ def finish(process: subprocess.Popen[str], timeout: float = 300) -> str:
 
 @pytest.fixture(scope="module")
 def two_ranks(runs: Path) -> Path:
-    """Each recipe under its own torchrun launch, side by side.
-
-    Not both in one launch: `trainer.distributed` creates and destroys the process group in every
-    `fit`, and a second group in the same torchrun process may read the first one's stale
-    rendezvous keys (gloo: "connectFullMesh failed ... Connection refused", or a hang).
-    """
+    """Each (strategy, recipe) under its own torchrun launch, all side by side, and the resumed FSDP2 run."""
     began = time.perf_counter()
-    launches = [launch(runs, name) for name in NAMES]
+    workers = [(strategy, name) for strategy in STRATEGIES for name in NAMES] + [
+        ("fsdp", "dmd_mirai", RESUMED)
+    ]
+    launches = [launch(runs, *worker) for worker in workers]
     outputs = [finish(process) for process in launches]
     for process, output in zip(launches, outputs, strict=True):
         assert process.returncode == 0, output
-    print(f"torchrun, 2 ranks: {time.perf_counter() - began:.1f} s")
-    return runs / "two_ranks"
+    print(f"torchrun, 2 ranks, {len(workers)} launches: {time.perf_counter() - began:.1f} s")
+    return runs
 
 
 def test_module_entry_point_for_torchrun() -> None:
@@ -136,18 +160,21 @@ def test_ranks_split_the_single_rank_batch(tmp_path: Path) -> None:
         assert len(set(shared)) == 2
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("name", NAMES)
-def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name: str) -> None:
+def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name: str, strategy: str) -> None:
     """The last averaged gradient of every module agrees to float rounding; the weights to Adam's amplification of it.
 
     beta1 is 0 in these recipes, so AdamW's `exp_avg` is the last (averaged, clipped) gradient. Adam
     divides by |gradient|: an entry whose gradient is at the rounding floor can move by a fraction of
     `lr` either way, hence the weights' tolerance in units of `lr`. A missing or wrong all-reduce
-    gives rank 0's own gradient, off by about its own size, and weights off by about `lr`.
+    gives rank 0's own gradient, off by about its own size, and weights off by about `lr`. The EMA
+    (weight 0.5) of such weights is within the same tolerance.
     """
-    fit(runs / "one_rank" / f"{name}.yaml", runs / "one_rank" / name, runs=runs, progress=False)
+    if not (runs / "one_rank" / name / STATE).exists():
+        fit(runs / "one_rank" / f"{name}.yaml", runs / "one_rank" / name, runs=runs, progress=False)
     one = torch.load(runs / "one_rank" / name / STATE, weights_only=False)
-    two = torch.load(two_ranks / name / STATE, weights_only=False)
+    two = torch.load(two_ranks / strategy / name / STATE, weights_only=False)
     assert one["step"] == two["step"] == STEPS
     assert set(one["modules"]) == set(two["modules"]) == set(one["optimizers"])
     for module in one["optimizers"]:
@@ -158,17 +185,99 @@ def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name:
             error = (ours[index]["exp_avg"] - gradient).norm() / gradient.norm().clamp_min(1e-30)
             assert error <= GRADIENT_RTOL, f"{module} parameter {index}: relative gradient error {error:.1e}"
     lr = load_recipe(runs / "one_rank" / f"{name}.yaml").optim.lr
-    for module, weights in one["modules"].items():
+    for module, weights in [*one["modules"].items(), ("ema", one["ema"])]:
+        ours = two["modules"][module] if module != "ema" else two["ema"]
+        assert ours.keys() == weights.keys()
         for key, value in weights.items():
-            torch.testing.assert_close(
-                two["modules"][module][key], value, rtol=0, atol=WEIGHT_ATOL * lr, msg=f"{module}.{key}"
-            )
+            torch.testing.assert_close(ours[key], value, rtol=0, atol=WEIGHT_ATOL * lr, msg=f"{module}.{key}")
 
 
-def main(runs: Path, name: str) -> None:
-    """The torchrun worker: every rank trains the named two-rank recipe (rank 0 writes the state)."""
-    fit(runs / "two_ranks" / f"{name}.yaml", runs / "two_ranks" / name, runs=runs, progress=False)
+def test_fsdp_resume_is_bit_identical(two_ranks: Path) -> None:
+    """Two FSDP2 ranks: a step, a stop, a step equal two steps straight (replay pairs, EMA and AdamW too)."""
+    straight = torch.load(two_ranks / "fsdp" / "dmd_mirai" / STATE, weights_only=False)
+    resumed = torch.load(two_ranks / "fsdp" / RESUMED / STATE, weights_only=False)
+    assert straight["step"] == resumed["step"] == STEPS
+    assert len(resumed["extra"]) == 2  # each rank's own replay pairs
+    for section in ("modules", "optimizers"):
+        for module, state in straight[section].items():
+            flat, ours = tree_flatten(state)[0], tree_flatten(resumed[section][module])[0]
+            assert len(flat) == len(ours)
+            for a, b in zip(flat, ours, strict=True):
+                assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f"{section}.{module}"
+    for key, value in straight["ema"].items():
+        assert torch.equal(value, resumed["ema"][key]), f"ema.{key}"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_recipe_strategy_decides_what_is_sharded(
+    one_rank_group: None, tmp_path: Path, strategy: str
+) -> None:
+    """Under torchrun (world size > 1) `fsdp` shards every block and then the root; `ddp` and one process keep models whole."""
+    recipe = load_recipe(write_recipes(tmp_path, strategy=strategy)["ar"])
+    data = cast(TrainingData, None)  # not used by `parallel`
+    spec = GeneratorSpec.model_validate(GENERATOR)
+    for world_size in (1, 2):
+        ctx = Context(recipe, tmp_path, tmp_path, data, torch.device("cpu"), rank=0, world_size=world_size)
+        model = ctx.parallel(CausalWanTransformer(**spec.transformer_kwargs()))
+        sharded = strategy == "fsdp" and world_size > 1
+        assert [is_sharded(m) for m in (model, *model.blocks)] == [sharded] * (1 + len(model.blocks))
+        assert all(isinstance(p, DTensor) == sharded for p in model.parameters())
+
+
+def test_sharded_state_round_trips_and_clips_to_the_global_norm(one_rank_group: None, tmp_path: Path) -> None:
+    """FSDP2's code paths in one gloo process: a step, clipping, full state dicts out and back in, the EMA's slices.
+
+    The sharded model follows the whole one exactly (one rank: its slice is everything); the
+    optimiser state comes out in `Optimizer.state_dict()`'s layout, so `state.pt` is strategy-free.
+    """
+    recipe = load_recipe(write_recipes(tmp_path)["ar"])
+    spec = GeneratorSpec.model_validate(GENERATOR)
+    whole = CausalWanTransformer(**spec.transformer_kwargs())
+    sharded = shard(deepcopy(whole), torch.device("cpu"))
+    assert model_state(sharded).keys() == whole.state_dict().keys()
+    optimizers = {id(m): adamw(m.parameters(), 1e-3, recipe) for m in (whole, sharded)}
+    latents, text = torch.randn(1, 768, 6, 2, 2), torch.randn(1, 8, 16)
+    norms = []
+    for model in (whole, sharded):
+        flow = model(latents, torch.tensor([500.0]), text).sample
+        flow.square().mean().backward()
+        norms.append(clip_gradients(model, 1e-3))  # far below the norm: clipping acts
+        optimizers[id(model)].step()
+    torch.testing.assert_close(norms[1], norms[0], rtol=1e-6, atol=0)
+    assert float(norms[0]) > 1e-3
+    full = model_state(sharded)
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(full[key], value, rtol=1e-6, atol=1e-9, msg=key)
+    saved = optimizer_state(sharded, optimizers[id(sharded)])
+    reference = optimizers[id(whole)].state_dict()
+    assert saved["param_groups"] == reference["param_groups"]
+    assert saved["state"].keys() == reference["state"].keys()
+    for index, state in reference["state"].items():
+        for key, value in state.items():
+            torch.testing.assert_close(saved["state"][index][key], value, rtol=1e-6, atol=1e-9)
+
+    again = shard(CausalWanTransformer(**spec.transformer_kwargs()), torch.device("cpu"))
+    optimizer = adamw(again.parameters(), 1e-3, recipe)
+    load_model_state(again, full)
+    load_optimizer_state(again, optimizer, saved)
+    assert all(torch.equal(value, full[key]) for key, value in model_state(again).items())
+    for index, state in optimizer_state(again, optimizer)["state"].items():
+        assert all(torch.equal(value, saved["state"][index][key]) for key, value in state.items())
+    slices = shaped_like(full, again.state_dict())  # how a resumed EMA gets its slices
+    assert all(isinstance(value, DTensor) for value in slices.values())
+    assert all(torch.equal(value, full[key]) for key, value in full_tensors(slices).items())
+
+
+def main(runs: Path, strategy: str, name: str, out: str | None = None) -> None:
+    """The torchrun worker: every rank trains the named two-rank recipe (rank 0 writes the state).
+
+    With `out`, into that run directory, stopping after one step and resuming in the same processes.
+    """
+    recipe = runs / strategy / f"{name}.yaml"
+    if out is not None:
+        fit(recipe, runs / strategy / out, runs=runs, progress=False, max_steps=1)
+    fit(recipe, runs / strategy / (out or name), runs=runs, progress=False)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), *sys.argv[2:])

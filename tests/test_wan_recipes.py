@@ -7,18 +7,22 @@ Self-Forcing's DMD); the models are built on the meta device, so no weights or m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
 
 from mirai_train.config_files import ConfigError, load_model
+from mirai_train.data import TrainingData
 from mirai_train.losses import official_layer_to_tap
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.predictor import ForesightPredictor
+from mirai_train.parallel import is_sharded
 from mirai_train.recipe import Recipe, load_recipe
 from mirai_train.sampling import denoising_steps
 from mirai_train.spec import GeneratorSpec
 from mirai_train.stages.common import require_same
+from mirai_train.trainer import Context
 
 WAN = Path(__file__).parents[1] / "mirai_train/configs/wan"
 TEACHER = "imported/wan2.1-t2v-14b"
@@ -136,6 +140,29 @@ def test_models_have_the_1_3b_and_14b_shapes() -> None:
     assert official_layer_to_tap(r.foresight.foresight_teacher_layer) < len(teacher.blocks)
     t = teacher_spec.transformer
     assert (t.ffn_dim, t.text_dim, t.freq_dim, t.attention_head_dim) == (13824, 4096, 256, 128)
+
+
+def test_fsdp2_shards_the_wan_models_per_block(one_rank_group: None, tmp_path: Path) -> None:
+    """The wan recipes' strategy (fsdp, the default) through `Context.parallel`, as the DMD stage calls it:
+    the 1.3B student, the 14B real score and the predictor, built on the meta device, one FSDP2 unit
+    per transformer block and the root; the parameter count is kept (world size 2 pretended, one rank)."""
+    r = recipe("dmd_cf_chunkwise_mirai")
+    assert r.distributed.strategy == "fsdp"
+    assert r.foresight is not None
+    teacher_spec = load_model(WAN / "teacher_generator.yaml", GeneratorSpec)
+    ctx = Context(r, tmp_path, tmp_path, cast(TrainingData, None), torch.device("cpu"), world_size=2)
+    with torch.device("meta"):
+        student = CausalWanTransformer(**r.generator.transformer_kwargs())
+        teacher = CausalWanTransformer(**teacher_spec.transformer_kwargs())
+        predictor = ForesightPredictor(
+            dim=student.hidden_dim, teacher_dim=teacher.hidden_dim, num_heads=student.num_heads, depth=3
+        )
+    for model, blocks in ((student, 30), (teacher, 40), (predictor, 3)):
+        count = parameters(model)
+        ctx.parallel(model)
+        units = [m for m in model.modules() if is_sharded(m)]
+        assert len(units) == blocks + 1 and units[0] is model
+        assert parameters(model) == count
 
 
 def test_a_mistyped_key_names_the_key_the_line_and_the_file(tmp_path: Path) -> None:

@@ -44,10 +44,16 @@ RECIPES = {
 }  # fmt: skip
 
 
-def write_recipes(directory: Path, max_steps: int = 2, **optim: float) -> dict[str, Path]:
+def write_recipes(
+    directory: Path, max_steps: int = 2, strategy: str = "fsdp", **optim: float
+) -> dict[str, Path]:
+    """Every recipe; `strategy` is `distributed.strategy` (what runs under torchrun)."""
     paths = {}
     for name, recipe in RECIPES.items():
-        body = {"data": DATA, "optim": {**OPTIM, "max_steps": max_steps, **optim}, "save_every": 1, **recipe}
+        body = {
+            "data": DATA, "optim": {**OPTIM, "max_steps": max_steps, **optim}, "distributed": {"strategy": strategy},
+            "save_every": 1, **recipe,
+        }  # fmt: skip
         paths[name] = directory / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(body))
     return paths
