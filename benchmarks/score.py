@@ -1,67 +1,112 @@
 """Scoring speed, side by side in one run: ours / the vbench package, and ours / the floor.
 
-The floor is the same backbone run once over every frame, batched (chunks of --batch-size), under
-inference mode, on the same decoded frames, preprocessing included. Runs in the vbench
-environment (it calls vbench's own functions), with random weights saved in the official formats:
+Three sides per dimension, on the same mp4 file and the same weights (random, saved in the
+official formats, loaded by each side as it loads the real files):
 
-    .nox/vbench/bin/python benchmarks/score.py --frames 49 --height 480 --width 832
+- ours: `decode` (decord, once) plus the dimension's `score`, exactly as `mirai-eval score` runs it;
+- vbench: the package's own function on the file (it decodes the file itself);
+- floor: `decode` plus the same backbone run once over the frames in batches of the batch size,
+  under inference mode, preprocessing included (uint8 -> float, resizing, normalisation) and
+  nothing else. Temporal flickering has no backbone: its floor is the exact integer computation.
 
-Prints one row per dimension and one for the set; ours includes decoding each video once,
-vbench's time includes its own (repeated) decoding.
+The set row: ours decodes once for all dimensions, vbench runs each function (decoding each time),
+the floor decodes once; it is the sum of the per-dimension minima with one decode.
+
+Repeats are interleaved (every repeat runs every side of every dimension, the side order rotating)
+and each time is the minimum over repeats, so load from other processes reaches all sides alike;
+the 1-minute load average is printed with every repeat. torch and OpenCV get the same thread
+count; decord decodes with one thread on both sides. Runs in the vbench environment:
+
+    .nox/vbench/bin/python benchmarks/score.py --threads 2 --repeat 3
+
+Dynamic degree runs RAFT at full resolution, several seconds a pair on a CPU: `--flow-frames`
+limits its clip to the first N frames (same size and content; every pair costs the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ratio_table import Row, print_ratios, verdict
 
 from mirai_eval.scoring.backbones.musiq import Musiq
-from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
 from mirai_eval.scoring.dynamic import sampled_indices
 from mirai_eval.scoring.flicker import flicker_score
 from mirai_eval.scoring.preprocess import clip_input, dino_input, musiq_input
 from mirai_eval.scoring.profiles import ScoringOptions, build_plan
-from mirai_eval.video import decode
+from mirai_eval.video import Video, decode
 from tests.vbench_parity import fixtures
 
-REPEATS = [1]
+DIMS = "subject_consistency,background_consistency,temporal_flickering,dynamic_degree,imaging_quality"
+SIDES = ("ours", "vbench", "floor")
+FLOOR_TARGET = 1.15
+BACKGROUND_TARGET = 0.5
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Best of --repeat runs: the machine is shared, and the minimum is the least disturbed."""
-    best = float("inf")
-    for _ in range(REPEATS[0]):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
+@dataclass
+class Times:
+    """Per side the best total; for ours and the floor also the best time after decoding."""
+
+    best: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIDES, float("inf")))
+    after_decode: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SIDES, float("inf")))
+
+
+def timed_decode(path: Path) -> tuple[Video, float]:
+    started = time.perf_counter()
+    return decode(path), time.perf_counter() - started
+
+
+def on_frames(
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[[torch.Tensor], object],
+    batch: int,
+    device: str,
+) -> Callable[[Video], None]:
+    """A floor: the backbone over every frame in batches, uint8 -> float on the device included."""
+
+    def run(video: Video) -> None:
+        with torch.inference_mode():
+            for start in range(0, video.frames.shape[0], batch):
+                pixels = video.frames[start : start + batch].to(device).permute(0, 3, 1, 2).float()
+                model(prepare(pixels))
+
+    return run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=49)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=81, help="frames of the test video (Wan: 81)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=832)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--flow-batch-size", type=int, default=2)
-    parser.add_argument(
-        "--dims",
-        default="subject_consistency,background_consistency,temporal_flickering,dynamic_degree,imaging_quality",
-    )
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--fps", type=int, default=16, help="dynamic degree samples every round(fps/8)")
+    parser.add_argument("--flow-frames", type=int, default=9, help="frames of dynamic degree's clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads, every side")
+    parser.add_argument("--device", default="cpu", help="torch device of every side, e.g. cuda")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per DINO/CLIP/MUSIQ forward")
+    parser.add_argument("--flow-batch-size", type=int, default=2, help="frame pairs per RAFT forward")
+    parser.add_argument("--dims", default=DIMS, help="comma-separated dimensions")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the minimum counts")
     args = parser.parse_args()
-    REPEATS[0] = args.repeat
+    os.environ.setdefault("TQDM_DISABLE", "1")  # vbench's progress bars would bury the timings
     torch.set_num_threads(args.threads)
+    import cv2
 
+    cv2.setNumThreads(args.threads)
     import clip
     from easydict import EasyDict
     from pyiqa.archs.musiq_arch import MUSIQ
@@ -71,95 +116,156 @@ def main() -> None:
     from vbench.subject_consistency import subject_consistency
     from vbench.temporal_flickering import temporal_flickering
 
+    dims = args.dims.split(",")
+    device = args.device
     work = Path(tempfile.mkdtemp(prefix="score-bench-"))
+    frames = fixtures.moving_video(0, args.frames, args.height, args.width, 6.0)
     video_path = work / "a moving square-0.mp4"
-    fixtures.write_mp4(
-        video_path, fixtures.moving_video(0, args.frames, args.height, args.width, 6.0), fps=16
-    )
-    paths = [str(video_path)]
+    flow_path = work / "a moving square-1.mp4"
+    fixtures.write_mp4(video_path, frames, fps=args.fps)
+    fixtures.write_mp4(flow_path, frames[: args.flow_frames], fps=args.fps)
+    path_of = {name: flow_path if name == "dynamic_degree" else video_path for name in dims}
+
     weights = {
         "dino_vitb16": str(fixtures.dino_weights(work)),
         "clip_vitb32": str(fixtures.clip_weights(work, large=False)),
         "raft_things": str(fixtures.raft_weights(work)),
-        "musiq_spaq": str(work / "musiq.pth"),
+        "musiq_spaq": str(work / "musiq_spaq_ckpt-358bb6af.pth"),
     }
-    torch.save(Musiq().state_dict(), weights["musiq_spaq"])
-    dims = args.dims.split(",")
-    plan = build_plan(
-        "vbench",
-        dims,
-        ScoringOptions(weights=weights, batch_size=args.batch_size, flow_batch_size=args.flow_batch_size),
+    musiq = Musiq()
+    fixtures.randomise(musiq, 6)
+    torch.save(musiq.state_dict(), weights["musiq_spaq"])
+    options = ScoringOptions(
+        device=device, batch_size=args.batch_size, flow_batch_size=args.flow_batch_size, weights=weights
     )
-    decode_s = timed(lambda: decode(video_path))
-    video = decode(video_path)
-    frames = video.frames.permute(0, 3, 1, 2).float()
+    plan = build_plan("vbench", dims, options)
 
-    dino = torch.hub.load(str(fixtures.HUB_DINO), "dino_vitb16", source="local", pretrained=False)
-    dino.load_state_dict(torch.load(weights["dino_vitb16"], weights_only=True))
-    clip_model, preprocess = clip.load(weights["clip_vitb32"], device="cpu")
-    raft_args = EasyDict(
-        model=weights["raft_things"], small=False, mixed_precision=False, alternate_corr=False
-    )
-    their_raft = DynamicDegree(raft_args, "cpu")
-    our_dino = plan.native["subject_consistency"].encode  # type: ignore[attr-defined]
-    flow = RaftFlow(load_raft(weights["raft_things"]))
-    picked = frames[sampled_indices(frames.shape[0], video.fps)]
-    their_musiq = MUSIQ(pretrained_model_path=weights["musiq_spaq"])
-    their_musiq.training = False
-    our_musiq = plan.native["imaging_quality"].model if "imaging_quality" in dims else None  # type: ignore[attr-defined]
+    vbench_runs: dict[str, Callable[[], object]] = {}
+    floors: dict[str, Callable[[Video], None]] = {}
+    batch = args.batch_size
+    if "subject_consistency" in dims:
+        hub = torch.hub.load(str(fixtures.HUB_DINO), "dino_vitb16", source="local", pretrained=False)
+        hub.load_state_dict(torch.load(weights["dino_vitb16"], weights_only=True))
+        hub = hub.eval().to(device)
+        paths = [str(video_path)]
+        vbench_runs["subject_consistency"] = lambda: subject_consistency(hub, paths, device, False)
+        dino = plan.native["subject_consistency"].encode  # type: ignore[attr-defined]
+        floors["subject_consistency"] = on_frames(dino_input, dino, batch, device)
+    if "background_consistency" in dims:
+        their_clip, preprocess = clip.load(weights["clip_vitb32"], device=device)
+        paths = [str(video_path)]
+        vbench_runs["background_consistency"] = lambda: background_consistency(
+            their_clip, preprocess, paths, device, False
+        )
+        ours_clip = plan.native["background_consistency"].encode  # type: ignore[attr-defined]
+        floors["background_consistency"] = on_frames(clip_input, ours_clip, batch, device)
+    if "temporal_flickering" in dims:
+        vbench_runs["temporal_flickering"] = lambda: temporal_flickering([str(video_path)])
+        floors["temporal_flickering"] = lambda video: flicker_score(video.frames)
+    if "dynamic_degree" in dims:
+        raft_args = EasyDict(
+            model=weights["raft_things"], small=False, mixed_precision=False, alternate_corr=False
+        )
+        their_raft = DynamicDegree(raft_args, device)
+        vbench_runs["dynamic_degree"] = lambda: their_raft.infer(str(flow_path))
+        flow = plan.native["dynamic_degree"].flow  # type: ignore[attr-defined]
+        pairs = args.flow_batch_size
 
-    def backbone_only(
-        model: Callable[[torch.Tensor], object], prepare: Callable[[torch.Tensor], torch.Tensor], size: int
-    ):
-        """The backbone alone over all frames, in chunks of the batch size ours uses."""
-
-        def run() -> None:
+        def floor_flow(video: Video) -> None:
+            picked = video.frames[sampled_indices(video.frames.shape[0], video.fps)]
             with torch.inference_mode():
-                for start in range(0, frames.shape[0], size):
-                    model(prepare(frames[start : start + size]))
+                pixels = picked.to(device).permute(0, 3, 1, 2).float()
+                for start in range(0, pixels.shape[0] - 1, pairs):
+                    stop = min(start + pairs, pixels.shape[0] - 1)
+                    flow(pixels[start:stop], pixels[start + 1 : stop + 1])
 
-        return run
+        floors["dynamic_degree"] = floor_flow
+    if "imaging_quality" in dims:
+        their_musiq = MUSIQ(pretrained_model_path=weights["musiq_spaq"]).to(device)
+        their_musiq.training = False
+        paths = [str(video_path)]
+        vbench_runs["imaging_quality"] = lambda: technical_quality(their_musiq, paths, device)
+        ours_musiq = plan.native["imaging_quality"].model  # type: ignore[attr-defined]
+        floors["imaging_quality"] = on_frames(musiq_input, ours_musiq, batch, device)
 
-    def floor_flow() -> None:
-        with torch.inference_mode():
-            for start in range(0, picked.shape[0] - 1, args.flow_batch_size):
-                stop = min(start + args.flow_batch_size, picked.shape[0] - 1)
-                flow(picked[start:stop], picked[start + 1 : stop + 1])
+    times = {name: Times() for name in dims}
+    decode_best = float("inf")
+    loads = []
+    for repeat in range(args.repeat):
+        loads.append(os.getloadavg()[0])
+        print(f"repeat {repeat + 1}/{args.repeat}: load average {loads[-1]:.2f}", flush=True)
+        for name in dims:
+            order = SIDES[repeat % 3 :] + SIDES[: repeat % 3]
+            for side in order:
+                started = time.perf_counter()
+                if side == "vbench":
+                    vbench_runs[name]()
+                    decoded = 0.0
+                else:
+                    video, decoded = timed_decode(path_of[name])
+                    if side == "ours":
+                        plan.native[name].score(video, "")
+                    else:
+                        floors[name](video)
+                total = time.perf_counter() - started
+                if side != "vbench" and name != "dynamic_degree":
+                    decode_best = min(decode_best, decoded)
+                entry = times[name]
+                entry.best[side] = min(entry.best[side], total)
+                entry.after_decode[side] = min(entry.after_decode[side], total - decoded)
+                print(f"  {name:24} {side:6} {total:8.2f} s", flush=True)
+    loads.append(os.getloadavg()[0])
 
-    vbench_runs = {
-        "subject_consistency": lambda: subject_consistency(dino.eval(), paths, "cpu", False),
-        "background_consistency": lambda: background_consistency(clip_model, preprocess, paths, "cpu", False),
-        "temporal_flickering": lambda: temporal_flickering(paths),
-        "dynamic_degree": lambda: their_raft.infer(paths[0]),
-        "imaging_quality": lambda: technical_quality(their_musiq, paths, "cpu"),
-    }
-    floors = {
-        "subject_consistency": backbone_only(our_dino, dino_input, args.batch_size),
-        "background_consistency": backbone_only(clip_model.encode_image, clip_input, args.batch_size),
-        "temporal_flickering": lambda: flicker_score(video.frames),
-        "dynamic_degree": floor_flow,
-        "imaging_quality": backbone_only(our_musiq, musiq_input, args.batch_size),
-    }
-    rows, totals = [], {"ours": decode_s, "vbench": 0.0, "floor": decode_s}
+    console = Console()
+    clip_note = f"dynamic degree on the first {args.flow_frames} frames" if "dynamic_degree" in dims else ""
+    console.print(
+        f"video: {args.frames} frames {args.height}x{args.width} at {args.fps} fps ({clip_note}); "
+        f"{args.threads} thread(s), device {device}, batch {args.batch_size}, flow batch "
+        f"{args.flow_batch_size}; best of {args.repeat} interleaved repeats; decode {decode_best:.2f} s; "
+        f"load average (1 min) per repeat: {', '.join(f'{x:.2f}' for x in loads)}"
+    )
+    console.print(
+        f"{'dimension':26} {'ours s':>8} {'vbench s':>9} {'floor s':>8} {'ours/vbench':>12} {'ours/floor':>11}"
+    )
+    set_times = dict.fromkeys(SIDES, 0.0)
+    rows: list[Row] = []
     for name in dims:
-        ours = timed(lambda n=name: plan.native[n].score(video, ""))
-        theirs = timed(vbench_runs[name])
-        floor = timed(floors[name])
-        totals["ours"] += ours
-        totals["vbench"] += theirs
-        totals["floor"] += floor
-        rows.append((name, ours, theirs, floor))
-    print(
-        f"video: {args.frames} frames {args.height}x{args.width}, {args.threads} threads; decode once {decode_s:.2f} s"
+        entry = times[name]
+        ours, theirs, floor = (entry.best[side] for side in SIDES)
+        for side in SIDES:
+            set_times[side] += entry.best[side] if side == "vbench" else entry.after_decode[side]
+        console.print(
+            f"{name:26} {ours:8.2f} {theirs:9.2f} {floor:8.2f} {ours / theirs:12.2f} {ours / floor:11.2f}"
+        )
+        vs_vbench = ours / theirs
+        target = BACKGROUND_TARGET if name == "background_consistency" else 1.0
+        rows.append(
+            (f"{name}: ours / vbench", f"{vs_vbench:.2f}x", f"<= {target}x", verdict(vs_vbench <= target))
+        )
+        rows.append(
+            (
+                f"{name}: ours / floor",
+                f"{ours / floor:.2f}x",
+                f"<= {FLOOR_TARGET}x",
+                verdict(ours / floor <= FLOOR_TARGET),
+            )
+        )
+    set_times["ours"] += decode_best
+    set_times["floor"] += decode_best
+    ours, theirs, floor = (set_times[side] for side in SIDES)
+    console.print(
+        f"{'the set (one decode)':26} {ours:8.2f} {theirs:9.2f} {floor:8.2f} {ours / theirs:12.2f} {ours / floor:11.2f}"
     )
-    print(
-        f"{'dimension':24} {'ours s':>8} {'vbench s':>9} {'floor s':>8} {'ours/vbench':>12} {'ours/floor':>11}"
+    rows.append(("the set: ours / vbench", f"{ours / theirs:.2f}x", "<= 1.0x", verdict(ours <= theirs)))
+    rows.append(
+        (
+            "the set: ours / floor",
+            f"{ours / floor:.2f}x",
+            f"<= {FLOOR_TARGET}x",
+            verdict(ours / floor <= FLOOR_TARGET),
+        )
     )
-    for name, ours, theirs, floor in [
-        *rows,
-        ("all four (with decode)", totals["ours"], totals["vbench"], totals["floor"]),
-    ]:
-        print(f"{name:24} {ours:8.2f} {theirs:9.2f} {floor:8.2f} {ours / theirs:12.2f} {ours / floor:11.2f}")
+    print_ratios(console, rows)
 
 
 if __name__ == "__main__":
