@@ -44,8 +44,8 @@ class FeatureConsistency:
     def features(self, video: Video) -> torch.Tensor:
         parts = []
         with torch.inference_mode():
-            for pixels in chunks(video.frames, self.batch_size):
-                parts.append(self.encode(self.prepare(pixels.to(self.device))).float().cpu())
+            for pixels in chunks(video.frames, self.batch_size, self.device):
+                parts.append(self.encode(self.prepare(pixels)).float().cpu())
         return torch.cat(parts)
 
     def score(self, video: Video, prompt: str) -> VideoScore:

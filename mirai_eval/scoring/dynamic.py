@@ -50,9 +50,9 @@ class DynamicDegree:
         with torch.inference_mode():
             for start in range(0, frames.shape[0] - 1, self.batch_size):
                 stop = min(start + self.batch_size, frames.shape[0] - 1)
-                a = next(chunks(frames[start:stop], self.batch_size)).to(self.device)
-                b = next(chunks(frames[start + 1 : stop + 1], self.batch_size)).to(self.device)
-                scores.extend(top_mean(f, 0.05) for f in self.flow(a, b).cpu())
+                # The pairs' frames converted once: a batch's second frames are its first ones shifted.
+                pixels = next(chunks(frames[start : stop + 1], stop + 1 - start, self.device))
+                scores.extend(top_mean(f, 0.05) for f in self.flow(pixels[:-1], pixels[1:]).cpu())
         return scores
 
     def score(self, video: Video, prompt: str) -> VideoScore:

@@ -38,7 +38,7 @@ class ImagingQuality:
     def score(self, video: Video, prompt: str) -> VideoScore:
         per_frame: list[float] = []
         with torch.inference_mode():
-            for pixels in chunks(video.frames, self.batch_size):
-                per_frame.extend(self.model(musiq_input(pixels.to(self.device))).double().cpu().tolist())
+            for pixels in chunks(video.frames, self.batch_size, self.device):
+                per_frame.extend(self.model(musiq_input(pixels)).double().cpu().tolist())
         value = sum(per_frame) / len(per_frame) / 100.0
         return VideoScore(value=value, total=value, count=1, frames=[f / 100.0 for f in per_frame])

@@ -26,10 +26,13 @@ def clip_dtype(model: torch.nn.Module) -> torch.dtype:
     return cast(torch.dtype, model.dtype)
 
 
-def chunks(frames: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
-    """uint8 [T, H, W, 3] -> float [t, 3, H, W] pixel chunks in [0, 255]."""
+def chunks(frames: torch.Tensor, size: int, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """uint8 [T, H, W, 3] -> float [t, 3, H, W] pixel chunks in [0, 255] on `device`.
+
+    The uint8 frames move before the float conversion: a quarter of the bytes to copy to a GPU.
+    """
     for start in range(0, frames.shape[0], size):
-        yield frames[start : start + size].permute(0, 3, 1, 2).float()
+        yield frames[start : start + size].to(device).permute(0, 3, 1, 2).float()
 
 
 def dino_input(pixels: torch.Tensor, size: int = 224) -> torch.Tensor:
