@@ -72,7 +72,8 @@ def bench_score(session: nox.Session) -> None:
     """benchmarks/score.py: our scoring time against the vbench package's and against the floor."""
     session.install(*VBENCH_PINS)
     session.install("--no-deps", "-e", ".")
-    session.install("av>=12")
+    # What our scoring imports besides vbench's pins (rich also prints the ratio table).
+    session.install("typer>=0.12", "rich>=13", "pydantic>=2.6", "pyyaml>=6", "av>=12")
     session.run("python", "benchmarks/score.py", *session.posargs)
 
 
