@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mirai_train.cli_options import ConfigFile, Device, OutDir, Runs, Seed
+from mirai_train.cli_options import ConfigFile, Device, OutDir, Runs, Seed, StoredDtype
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -94,6 +94,47 @@ def chain(
         raise fail(error) from error
     for name, generator in done.items():
         typer.echo(f"{name}: {generator}")
+
+
+@app.command()
+def encode(
+    videos: Annotated[Path, typer.Option("--videos", help="Directory the captions' video paths are under.")],
+    captions: Annotated[
+        Path,
+        typer.Option(
+            "--captions", help='JSONL, one clip a line: {"video": "<path under --videos>", "prompt": "..."}.'
+        ),
+    ],
+    config: ConfigFile,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Dataset directory; an unfinished one is completed (done clips skipped)."),
+    ],
+    device: Device = "cpu",
+    dtype: StoredDtype = "float16",
+) -> None:
+    """Encode captioned mp4 clips with a generator spec's codec into a latents dataset (data.kind: latents)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mirai_train.config_files import ConfigError, load_model
+    from mirai_train.latents import encode_videos, read_captions
+    from mirai_train.spec import GeneratorSpec
+
+    columns = (TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        spec = load_model(config, GeneratorSpec)
+        total = len(read_captions(captions))
+        with Progress(*columns, TextColumn("{task.fields[clip]}")) as bar:
+            task = bar.add_task("encode", total=total, clip="")
+            result = encode_videos(
+                videos, captions, spec, out, device=device, dtype=dtype,
+                advance=lambda video, skipped: bar.update(
+                    task, advance=1, clip=f"{video} (done before)" if skipped else video
+                ),
+            )  # fmt: skip
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise fail(error) from error
+    typer.echo(f"wrote {out}: {result.encoded} clip(s) encoded, {result.skipped} done before")
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -21,3 +21,8 @@ UseEma = Annotated[
     bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the checkpoint has them.")
 ]
 Runs = Annotated[Path, typer.Option("--runs", help="Root that recipes' checkpoint paths are relative to.")]
+LatentDtype = Literal["float16", "bfloat16", "float32"]  # how `mirai-train encode` stores latents
+StoredDtype = Annotated[
+    LatentDtype,
+    typer.Option("--dtype", help="Stored latent dtype; float16 is what Causal-Forcing's data holds."),
+]

@@ -22,18 +22,30 @@ Stage = Literal["teacher", "ode_init", "ar_teacher_forcing", "causal_ode", "dmd"
 
 
 class DataSpec(Strict):
-    """`sprites`: the procedural world (videos + prompts); `prompts`: a text file (text-only stages)."""
+    """`sprites`: the procedural world (videos + prompts); `prompts`: a text file (text-only stages);
+    `latents`: precomputed latents with captions (mirai_train/latents.py), Causal-Forcing stage 1 at
+    wan scale, where encoding every clip at every step would cost more than the step."""
 
-    kind: Literal["sprites", "prompts"] = "sprites"
-    num_clips: int = Field(default=2048, ge=1)  # distinct sprites clips, cycled
-    base_seed: int = 0
+    kind: Literal["sprites", "prompts", "latents"] = "sprites"
+    num_clips: int = Field(default=2048, ge=1)  # distinct sprites clips, cycled (kind sprites only)
+    base_seed: int = 0  # sprites: the first clip's seed; latents: the seed of each epoch's shuffle
     num_frames: int = 81  # video frames per clip (1 + 4k): 81 = 21 latent frames
     prompts: str | None = None  # for kind: prompts
+    path: str | None = None  # for kind: latents; a `mirai-train encode` directory or an LMDB
 
     @model_validator(mode="after")
-    def _prompts_file(self) -> DataSpec:
+    def _kind_keys(self) -> DataSpec:
         if self.kind == "prompts" and not self.prompts:
             raise ValueError("data.kind 'prompts' needs data.prompts: a text file with one prompt per line")
+        if self.kind == "latents" and not self.path:
+            raise ValueError(
+                "data.kind 'latents' needs data.path: a directory made by `mirai-train encode`, or "
+                "Causal-Forcing's dataset/clean_data (an LMDB)"
+            )
+        if self.path is not None and self.kind != "latents":
+            raise ValueError(f"data.path is for data.kind 'latents', not '{self.kind}'")
+        if self.prompts is not None and self.kind == "latents":
+            raise ValueError("data.prompts is not for data.kind 'latents': its captions are the dataset's")
         return self
 
 

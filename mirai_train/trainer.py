@@ -227,6 +227,7 @@ def fit(
         data = TrainingData(
             recipe.data, spec.video, codec, text_encoder, batch_size=optim.batch_size,
             accumulation=optim.gradient_accumulation_steps, rank=rank, world_size=world_size, device=dev,
+            codec_spec=spec.codec,
         )  # fmt: skip
         ctx = Context(recipe, Path(runs), out, data, dev, rank, world_size)
         stage = build_stage(ctx)

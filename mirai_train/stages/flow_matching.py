@@ -41,7 +41,7 @@ class FlowMatchingStage:
         for micro in range(accumulation):
             batch = self.ctx.data.batch(step, micro)
             if batch.latents is None:
-                raise ValueError("flow-matching stages train on videos: set data.kind: sprites")
+                raise ValueError("flow-matching stages train on videos: set data.kind: sprites or latents")
             generator = self.ctx.micro_generator(step, micro)
             drop = (
                 torch.rand(len(batch.prompts), generator=generator, device=self.ctx.device)
