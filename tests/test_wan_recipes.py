@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,11 +17,13 @@ from mirai_train.config_files import ConfigError, load_model
 from mirai_train.data import TrainingData
 from mirai_train.losses import official_layer_to_tap
 from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.codecs import CausalFrameRule
 from mirai_train.models.predictor import ForesightPredictor
+from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.parallel import is_sharded
 from mirai_train.recipe import Recipe, load_recipe
 from mirai_train.sampling import denoising_steps
-from mirai_train.spec import GeneratorSpec
+from mirai_train.spec import GeneratorSpec, TextEncoderSpec
 from mirai_train.stages.common import require_same
 from mirai_train.trainer import Context
 
@@ -75,7 +78,11 @@ def test_generator_and_sampler_are_wan_1_3b_with_self_forcing_steps(name: str) -
     assert denoising_steps(spec.sampler) == pytest.approx([1000, 937.5, 833.333, 625], abs=1e-3)
     assert (spec.video.height, spec.video.width, spec.video.fps) == (480, 832, 16)
     assert recipe(name).data.num_frames == 81  # 21 latent frames
-    assert recipe(name).data.kind == "prompts" and recipe(name).data.prompts
+    data = recipe(name).data
+    if name.startswith("cf_ar_"):  # stage 1 trains on the release's clean latents
+        assert (data.kind, data.path) == ("latents", "dataset/clean_data")
+    else:
+        assert data.kind == "prompts" and data.prompts
 
 
 @pytest.mark.parametrize("name", sorted(DMD))
@@ -191,3 +198,29 @@ def test_a_mistyped_key_in_the_named_generator_spec_names_that_file(tmp_path: Pa
     (tmp_path / "dmd.yaml").write_text((WAN / "dmd_cf_chunkwise.yaml").read_text())
     with pytest.raises(ConfigError, match=rf"{spec}:\d+: transformer\.num_layer: unknown key"):
         load_recipe(tmp_path / "dmd.yaml")
+
+
+class WanShapes(CausalFrameRule):
+    """Wan's VAE factors without its weights: what TrainingData checks a latents dataset against."""
+
+    spatial_factor, temporal_factor, latent_channels = 8, 4, 16
+
+
+@pytest.mark.parametrize("name", ["cf_ar_chunkwise", "cf_ar_framewise"])
+def test_stage_1_reads_the_release_clean_data_layout(name: str, tmp_path: Path) -> None:
+    """One clip in Causal-Forcing's merged clean_data layout: [N, 1, F, C, h, w] float16, frames first."""
+    lmdb = pytest.importorskip("lmdb")
+    row = np.random.default_rng(0).standard_normal((1, 21, 16, 60, 104)).astype(np.float16)
+    env = lmdb.open(str(tmp_path), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        txn.put(b"latents_0_data", row.tobytes())
+        txn.put(b"prompts_0_data", b"a prompt")
+        txn.put(b"latents_shape", b"1 1 21 16 60 104")
+    env.close()
+    r = recipe(name)
+    spec = r.data.model_copy(update={"path": str(tmp_path)})
+    text = build_text_encoder(TextEncoderSpec(kind="toy", dim=8, max_length=4))
+    data = TrainingData(spec, r.generator.video, WanShapes(), text, batch_size=1, accumulation=1)
+    batch = data.batch(0)
+    assert batch.latents is not None and batch.prompts == ["a prompt"]
+    assert torch.equal(batch.latents[0], torch.from_numpy(row[0].astype(np.float32)).permute(1, 0, 2, 3))
