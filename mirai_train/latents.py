@@ -103,7 +103,6 @@ class LatentDirectory:
             self.prompts.append(entry["prompt"])
         if not self.files:
             raise ValueError(f"{index} lists no clips")
-        self.shape = shape
 
     def __len__(self) -> int:
         return len(self.files)
