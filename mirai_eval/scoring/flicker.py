@@ -23,11 +23,12 @@ STATIC_KEEP_PER_PROMPT = 5
 def flicker_score(frames: torch.Tensor) -> float:
     """Mean over consecutive pairs of the per-pair mean absolute difference, mapped to [0, 1]."""
     # Exact integer differences one pair at a time (no float copy of the whole video), in numpy:
-    # ~1 ms a 480x832 pair, where torch's per-pair ops on a busy thread pool took up to 100x longer.
+    # max - min stays in uint8, ~5x faster than through int16 and far faster than torch's per-pair
+    # ops, which stalled on a busy 2-thread pool (up to 100x).
     array = frames.numpy()
     per_pixel = array[0].size
     sums = [
-        int(np.abs(array[t].astype(np.int16) - array[t - 1]).sum(dtype=np.int64))
+        int((np.maximum(array[t], array[t - 1]) - np.minimum(array[t], array[t - 1])).sum(dtype=np.int64))
         for t in range(1, len(array))
     ]
     return (255.0 - sum(s / per_pixel for s in sums) / len(sums)) / 255.0
