@@ -17,6 +17,10 @@ from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks, musiq_input
 from mirai_eval.video import Video
 
+# A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px): at most
+# 16 frames a forward bound the memory whatever --batch-size is.
+MUSIQ_MAX_BATCH = 16
+
 
 def load_musiq(path: str | None) -> Musiq:
     """MUSIQ with pyiqa's `musiq_spaq_ckpt-358bb6af.pth` (random if path is None)."""
