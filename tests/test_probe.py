@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app as eval_app
@@ -43,6 +44,21 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.exit_code == 0, result.output
         made[label] = out
     return made
+
+
+@pytest.fixture(scope="module")
+def pixel_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy generator on the weightless pixel codec, whose latents are the pixels: exact greys."""
+    root = tmp_path_factory.mktemp("probe_pixel")
+    spec = yaml.safe_load(TOY.read_text())
+    spec["codec"] = {"kind": "pixel", "spatial_factor": 8, "temporal_factor": 4, "latent_channels": 768}
+    spec["transformer"] |= {"in_channels": 768, "out_channels": 768}
+    (root / "generator.yaml").write_text(yaml.safe_dump(spec))
+    result = runner.invoke(
+        train_app, ["init", "--config", str(root / "generator.yaml"), "--out", str(root / "ckpt")]
+    )
+    assert result.exit_code == 0, result.output
+    return root / "ckpt"
 
 
 def test_readout_recovers_a_known_function_of_the_hidden_state() -> None:
@@ -90,10 +106,10 @@ def test_tokens_are_the_models_patches_in_its_order() -> None:
     assert torch.equal(patches_to_latents(patches, 16, 6, 8, 10, model.patch), latents)
 
 
-def test_collapse_baseline_and_frame_window(checkpoints: dict[str, Path]) -> None:
+def test_collapse_baseline_and_frame_window(pixel_checkpoint: Path) -> None:
     """Segment b of a constant grey (b / 10 in [0, 1]): showing segment i as segment i + Delta errs by
     (Delta / 10)^2 on every future frame, so its PSNR is 20 log10(10 / Delta); a perfect readout errs 0."""
-    probe = Frozen(Generator.load(checkpoints["baseline"]), None)
+    probe = Frozen(Generator.load(pixel_checkpoint), None)
     n_blocks = 5
     grey = torch.arange(n_blocks, dtype=torch.float32) / 10 * 2 - 1  # latents in [-1, 1]
     latents = grey.view(1, 1, n_blocks, 1, 1, 1).expand(1, 768, n_blocks, 3, 8, 8).flatten(2, 3)
@@ -123,9 +139,10 @@ def test_branches_share_their_context_and_differ_after(checkpoints: dict[str, Pa
 def test_teacher_forced_taps_see_only_the_past(checkpoints: dict[str, Path]) -> None:
     """Changing the last segment changes no earlier segment's tokens: the readout cannot peek."""
     probe = Frozen(Generator.load(checkpoints["baseline"]), None)
-    latents = torch.randn(1, 768, 9, 8, 8)
+    channels = probe.generator.codec.latent_channels
+    latents = torch.randn(1, channels, 9, 8, 8)
     edited = latents.clone()
-    edited[:, :, 6:] = torch.randn(1, 768, 3, 8, 8)
+    edited[:, :, 6:] = torch.randn(1, channels, 3, 8, 8)
     a = probe.teacher_forced("a red circle", latents, seed=0)
     b = probe.teacher_forced("a red circle", edited, seed=0)
     assert torch.allclose(a[:2], b[:2], atol=1e-5) and not torch.allclose(a[2], b[2])
