@@ -43,14 +43,19 @@ def _displacements(radius: int) -> Iterator[tuple[int, int]]:
 
 
 def _block_cost(difference: Tensor, block: int) -> Tensor:
-    """Sum over the block around every pixel of a [B, 1, H, W] per-pixel cost."""
-    return F.avg_pool2d(difference, block, stride=1, padding=block // 2, count_include_pad=False) * block**2
+    """Sum over the block around every pixel of a [B, 1, H, W] per-pixel cost (a mean scaled by the full
+    block, so border blocks count like inner ones); separable, two 1-D passes instead of one 2-D."""
+    half = block // 2
+    rows = F.avg_pool2d(difference, (block, 1), stride=1, padding=(half, 0), count_include_pad=False)
+    return F.avg_pool2d(rows, (1, block), stride=1, padding=(0, half), count_include_pad=False) * block**2
 
 
 class BlockMatchingFlow:
     """Flow [B, 2, H, W] (x, y) from `first` to `second` (float pixels in [0, 255], [B, 3, H, W])."""
 
-    def __init__(self, radius: int = 6, block: int = 9, work_side: int = 64) -> None:
+    def __init__(self, radius: int = 5, block: int = 9, work_side: int = 64) -> None:
+        # radius 5: the sprites world's fastest sprite moves 3.6 px between the frames dynamic degree
+        # compares (0.45 frame widths a second at 64 px, 8 sampled frames a second)
         self.radius, self.block, self.work_side = radius, block, work_side
 
     def __call__(self, first: Tensor, second: Tensor) -> Tensor:
