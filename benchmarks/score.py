@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads, every side")
     parser.add_argument("--device", default="cpu", help="torch device of every side, e.g. cuda")
     parser.add_argument(
-        "--batch-size", type=int, default=64, help="frames per DINO/CLIP forward (MUSIQ: <= 16)"
+        "--batch-size", type=int, default=64, help="frames per DINO/CLIP forward (MUSIQ: <= 2)"
     )
     parser.add_argument("--flow-batch-size", type=int, default=2, help="frame pairs per RAFT forward")
     parser.add_argument("--dims", default=DIMS, help="comma-separated dimensions")

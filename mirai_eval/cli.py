@@ -108,7 +108,7 @@ def score(
         str, typer.Option("--device", help="torch device for the native backbones, e.g. cuda.")
     ] = "cpu",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Frames per DINO/CLIP forward (MUSIQ: at most 16).")
+        int, typer.Option("--batch-size", help="Frames per DINO/CLIP forward (MUSIQ: at most 2).")
     ] = 64,
     flow_batch_size: Annotated[
         int, typer.Option("--flow-batch-size", help="Frame pairs per RAFT forward.")

@@ -17,9 +17,10 @@ from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks, musiq_input
 from mirai_eval.video import Video
 
-# A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px): at most
-# 16 frames a forward bound the memory whatever --batch-size is.
-MUSIQ_MAX_BATCH = 16
+# A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px); beyond 2
+# frames a forward the activations leave the caches: on this 2-core CPU (quiet) 8 frames of
+# 480x832 took 1.34 s at 1-2 frames a forward, 1.92 s at 4, 2.0 s at 8 (pyiqa, one by one: 1.49 s).
+MUSIQ_MAX_BATCH = 2
 
 
 def load_musiq(path: str | None) -> Musiq:
