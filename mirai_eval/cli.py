@@ -380,7 +380,11 @@ def render_command(
     if report:
         store = Store(spec.store)
         videos = {key: store.video_path(key) for key in frame["video"].unique()}
-        clip_seconds = spec.horizons["30s"].clip_seconds if "30s" in spec.horizons else 2.0
+        # Drift curves come from the longest horizon scored per clip (the clips protocol), if any.
+        clipped = sorted(
+            (h for h in spec.horizons.items() if h[1].protocol == "clips"), key=lambda h: -h[1].seconds
+        )
+        drift_horizon, clip_seconds = (clipped[0][0], clipped[0][1].clip_seconds) if clipped else (None, 2.0)
         images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
         index = write_report(
             folder / "report",
@@ -388,7 +392,7 @@ def render_command(
             frame,
             videos,
             images,
-            drift_from_store(frame, spec.store, clip_seconds),
+            drift_from_store(frame, spec.store, drift_horizon, clip_seconds),
         )
         typer.echo(f"wrote {index}")
 

@@ -73,8 +73,13 @@ def _copy(source: Path, out_dir: Path, sub: str, name: str) -> str:
 def side_by_side(
     rows: pd.DataFrame, videos: Mapping[str, Path], out_dir: Path, per_pair: int = 2
 ) -> list[Pair]:
-    """Up to `per_pair` (prompt, seed) for every method/baseline pair that both have at every horizon."""
-    keys = rows.drop_duplicates(["model", "horizon", "prompt_index", "seed"])
+    """Up to `per_pair` (prompt, seed) for every method/baseline pair that both have at every horizon.
+
+    A video is shown once: a horizon that only rescores another's videos (e.g. per clip) adds no row.
+    """
+    keys = rows.drop_duplicates(["model", "horizon", "prompt_index", "seed"]).drop_duplicates(
+        ["model", "video"]
+    )
     horizons = sorted(set(keys["horizon"]), key=_seconds)
     pairs: list[Pair] = []
     methods = keys[keys["baseline"].notna()].drop_duplicates("model")
@@ -110,12 +115,15 @@ def side_by_side(
     return pairs
 
 
-def drift_from_store(rows: pd.DataFrame, store_root: Path, clip_seconds: float) -> pd.DataFrame:
-    """Per-clip values the clips protocol stored for the 30 s consistency scores (DRIFT_COLUMNS)."""
+def drift_from_store(
+    rows: pd.DataFrame, store_root: Path, horizon: str | None, clip_seconds: float
+) -> pd.DataFrame:
+    """Per-clip values the clips protocol stored for a horizon's consistency scores (DRIFT_COLUMNS);
+    none without such a horizon."""
     from mirai_eval.store import Store
 
     store = Store(store_root)
-    wanted = rows[(rows["horizon"] == "30s") & rows["dimension"].isin(DRIFT_DIMENSIONS)]
+    wanted = rows[(rows["horizon"] == horizon) & rows["dimension"].isin(DRIFT_DIMENSIONS)]
     found = []
     for row in wanted.itertuples():
         record = store.get_score(str(row.video), str(row.dimension), str(row.scorer))

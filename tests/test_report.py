@@ -115,3 +115,13 @@ def test_chromium_renders_tables_and_loads_videos(report: Path) -> None:
         check=True,
     )
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+def test_a_rescored_horizon_adds_no_video_row(tmp_path: Path) -> None:
+    """A horizon that rescores another's videos (per clip) shows each video once, beside the others."""
+    from mirai_eval.report import side_by_side
+
+    rows = make_rows(noisy(0.02), prompts=2, samples=1)
+    clips = rows[rows["horizon"] == "30s"].assign(horizon="30s_clips")
+    pairs = side_by_side(pd.concat([rows, clips]), {}, tmp_path)
+    assert pairs and all([c.horizon for c, _ in pair.rows] == ["5s", "30s"] for pair in pairs)
