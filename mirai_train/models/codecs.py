@@ -107,8 +107,8 @@ class SpritesPCACodec(CausalFrameRule):
     The pixel codec hands the DiT 768 numbers per latent position, mostly copies of one flat colour;
     16 whitened components keep 97% of the variance (a mean error of about 6/255 per pixel) and give
     the toy DiT Wan's latent shape (16 channels, 8x8 space, 4x time), which it can learn on a CPU.
-    The fit is deterministic (fixed clips, a float64 eigensolver, a sign convention) and takes about a second, so every process that builds
-    the codec gets the same basis without a weight file.
+    The fit is deterministic (fixed clips, a float64 eigensolver, a sign convention) and takes under
+    a second, so every process that builds the codec gets the same basis without a weight file.
     """
 
     FIT_CLIPS = 16
