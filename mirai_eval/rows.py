@@ -2,7 +2,9 @@
 
 One row per (model, horizon, prompt, sample, dimension). `mirai-eval run` writes them next to the
 rendered tables (JSONL, or parquet when pyarrow is installed); `tables.py` turns them into table
-cells. A value that could not be computed is NaN with the reason in `error`, never a silent zero.
+cells. A value that could not be computed is NaN with the reason in `error`, never a silent zero;
+an error beginning "excluded: " is no failure: the dimension's own rule leaves that video out (as
+VBench's colour does a video where the object is never detected).
 """
 
 from __future__ import annotations

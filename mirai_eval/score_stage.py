@@ -24,6 +24,7 @@ import mirai_eval
 from mirai_eval.manifest import Horizon, Manifest
 from mirai_eval.plan import Job, Plan, digest, source_version
 from mirai_eval.scoring import toy_weights
+from mirai_eval.scoring.base import EXCLUDED, Excluded
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
 from mirai_eval.scoring.longvideo import score_clips
 from mirai_eval.scoring.profiles import (
@@ -196,6 +197,8 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
                 job.key, dimension, signature, score.value, None, score.total, score.count, clips,
                 round(decoded + time.perf_counter() - started, 3),
             )  # fmt: skip
+        except Excluded as reason:
+            record = ScoreRecord(job.key, dimension, signature, math.nan, f"{EXCLUDED}{reason}")
         except (ValueError, RuntimeError) as error:
             record = ScoreRecord(job.key, dimension, signature, math.nan, f"{type(error).__name__}: {error}")
         store.put_score(record)

@@ -27,8 +27,10 @@ A manifest lists its tables as `TableSpec`s (YAML under `tables:`); every model 
 group; `reported` on a row names its row in the reported file (default: the model label).
 
 Cells: every column, including the composites Quality / Semantic / Total (computed per video
-from that video's dimensions with the VBench constants), is a per-video value -> per-prompt
-mean -> mean over prompts, with a cluster bootstrap over prompts and a sign-flip permutation
+from that video's dimensions with the VBench constants; where a dimension's own rule excludes a
+video, as colour does one with no detection, the video takes the model's mean of that dimension,
+so the mean of composites is VBench's composite of per-dimension means), is a per-video value ->
+per-prompt mean -> mean over prompts (prompts whose videos are all excluded drop out), with a cluster bootstrap over prompts and a sign-flip permutation
 test of the per-prompt paired differences (same prompt and seed) against the baseline, Holm
 across the columns of a row. Values are shown in percent, as the paper does.
 """
@@ -48,6 +50,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mirai_eval.rows import check_frame
+from mirai_eval.scoring.base import EXCLUDED
 from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY, SEMANTIC
 from mirai_eval.scoring.final import final_score
 from mirai_eval.stats import MAX_EXACT_PROMPTS, bootstrap_interval, holm, paired_permutation_p
@@ -267,13 +270,17 @@ def _wide(rows: pd.DataFrame, model: str, horizon: str) -> tuple[pd.DataFrame, p
 
 
 def _why(dimension: str, values: pd.DataFrame, errors: pd.DataFrame) -> str | None:
-    """None when every video has the dimension, else the reason (the rows' errors) it is missing."""
+    """None when every video has the dimension or is excluded from it by its rule (and one has it),
+    else the reason (the rows' errors) it is missing."""
     if dimension not in values.columns:
         return f"{dimension}: not scored"
-    missing = values[dimension].isna()
-    if not missing.any():
+    excluded = errors[dimension].astype(str).str.startswith(EXCLUDED).to_numpy()
+    missing = values[dimension].isna().to_numpy() & ~excluded
+    if not missing.any() and not excluded.all():
         return None
-    reasons = sorted({str(e) for e in errors.loc[missing.to_numpy(), dimension].dropna()})
+    if not missing.any():
+        return f"{dimension}: every video excluded ({'; '.join(sorted(set(errors[dimension])))})"
+    reasons = sorted({str(e) for e in errors.loc[missing, dimension].dropna()})
     share = "" if missing.all() else f"{int(missing.sum())} of {len(missing)} videos: "
     return f"{dimension}: {share}{'; '.join(reasons)}"
 
@@ -290,9 +297,12 @@ def _metric(column: Column, values: pd.DataFrame, errors: pd.DataFrame, policy: 
     if reasons and policy == "na":
         return _Metric(None, f"{name} needs {len(reasons)} missing dimension(s)", reasons)
     present = [d for d in needed if _why(d, values, errors) is None]
+    # A video a dimension excludes takes the model's mean of that dimension over the videos it has:
+    # the mean of per-video composites is then VBench's composite of per-dimension aggregates.
+    filled = values[present].fillna(values[present].mean())
     scores = [
         getattr(final_score(dict(zip(present, video, strict=True)), "reweight"), column.metric)
-        for video in values[present].itertuples(index=False)
+        for video in filled.itertuples(index=False)
     ]
     if not present or any(s is None for s in scores):
         return _Metric(None, f"{name}: a group has no dimension with a value", reasons)
@@ -303,7 +313,7 @@ def _metric(column: Column, values: pd.DataFrame, errors: pd.DataFrame, policy: 
 def _cell(metric: _Metric, spec: TableSpec, rng: np.random.Generator) -> Cell:
     if metric.values is None:
         return Cell(value=None, note=metric.note)
-    per_prompt = metric.values.groupby(level="prompt_index").mean().to_numpy()
+    per_prompt = metric.values.groupby(level="prompt_index").mean().dropna().to_numpy()  # excluded: NaN
     low = high = None
     if spec.intervals and len(per_prompt) >= 2:
         low, high = bootstrap_interval(per_prompt, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
@@ -314,7 +324,7 @@ def _paired_p(method: _Metric, baseline: _Metric, spec: TableSpec, rng: np.rando
     """Permutation p of the per-prompt mean difference over the (prompt, seed) pairs both models have."""
     if method.values is None or baseline.values is None:
         return None
-    joined = pd.concat([method.values, baseline.values], axis=1, join="inner", keys=["m", "b"])
+    joined = pd.concat([method.values, baseline.values], axis=1, join="inner", keys=["m", "b"]).dropna()
     if joined.empty:
         return None
     differences = (joined["m"] - joined["b"]).groupby(level="prompt_index").mean().to_numpy()

@@ -84,4 +84,5 @@ TOY_SCORERS_SCHEDULE = {
     "num_clips: 768": "num_clips: 192",
     "encoder_steps: 400": "encoder_steps: 200",
     "videotext_steps: 300": "videotext_steps: 120",
+    "detector_steps: 1000": "detector_steps: 700",
 }

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from mirai_eval.scoring.backbones.dino import DinoViT
-from mirai_eval.scoring.base import VideoScore, aggregate
+from mirai_eval.scoring.base import Excluded, VideoScore, aggregate
 from mirai_eval.scoring.consistency import frame_consistency
 from mirai_eval.scoring.dynamic import is_dynamic, sampled_indices
 from mirai_eval.scoring.flicker import flicker_score, top_mean
+from mirai_eval.scoring.objects import Colour, MultipleObjects, ObjectClass, SpriteDetections
+from mirai_eval.video import Video
 
 
 def test_consistency_formula_clamps_negative_cosines() -> None:
@@ -87,3 +89,42 @@ def test_viclip_middle_sampling_by_hand() -> None:
     # 17 frames: interval edges 0 2 4 6 8 10 12 14 17 -> middles of [a, b - 1].
     assert middle_indices(17) == [0, 2, 4, 6, 8, 10, 12, 15]
     assert middle_indices(5) == [0, 1, 2, 3, 4, 4, 4, 4]
+
+
+class FixedDetections(SpriteDetections):
+    """The detector's findings given outright, whatever the video."""
+
+    def __init__(self, found: list[list[tuple[str, str]]]) -> None:
+        self.found = found
+
+    def of(self, video: Video) -> list[list[tuple[str, str]]]:
+        return self.found
+
+
+def test_object_counting_by_hand() -> None:
+    prompt = "a red circle and a blue ring moving on a grey background"
+    found = FixedDetections(
+        [
+            [("red", "circle"), ("blue", "ring")],
+            [("green", "circle")],
+            [],
+            [("blue", "ring"), ("red", "ring")],
+        ]
+    )
+    clip = Video("v", torch.zeros(4, 8, 8, 3, dtype=torch.uint8), 16.0)
+    # object class: (circle, ring) found in frames 1: 2, 2: 1, 3: 0, 4: 1 -> 4 of 8 pairs
+    assert ObjectClass(found).score(clip, prompt) == VideoScore(0.5, 4.0, 8)
+    # multiple objects: a circle and a ring together only in frame 1
+    assert MultipleObjects(found).score(clip, prompt) == VideoScore(0.25, 1.0, 4)
+    # colour: a named shape is seen 4 times (circle 2x, ring 2x); in the named colour 3 times
+    assert Colour(found).score(clip, prompt).value == 0.75
+    twins = "an orange ring and a green ring moving on a grey background"
+    assert MultipleObjects(FixedDetections([[("orange", "ring")]])).score(clip, twins).value == 0.0
+    both = FixedDetections([[("orange", "ring"), ("green", "ring")]])
+    assert MultipleObjects(both).score(clip, twins).value == 1.0
+    with pytest.raises(Excluded, match="names one sprite"):
+        MultipleObjects(found).score(clip, "a red circle moving on a grey background")
+    with pytest.raises(Excluded, match="no sprite of a named shape"):
+        Colour(FixedDetections([[("red", "square")]])).score(clip, prompt)
+    with pytest.raises(ValueError, match="not a sprites prompt"):
+        ObjectClass(found).score(clip, "a cat playing the piano")

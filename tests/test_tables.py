@@ -265,3 +265,26 @@ def test_read_rows_round_trips_keys_that_look_like_numbers(tmp_path: Path) -> No
     (tmp_path / "old.jsonl").write_text('{"model": "m"}\n')
     with pytest.raises(ValueError, match=r"old\.jsonl: score rows: missing columns"):
         read_rows(tmp_path / "old.jsonl")
+
+
+def test_a_video_a_dimension_excludes_takes_the_model_mean_in_composites() -> None:
+    """Colour leaves out a video with no detection (as VBench does): the column averages the videos it
+    has, and Semantic is VBench's composite of per-dimension means, not n/a."""
+
+    def value(model: str, horizon: str, p: int, k: int, d: str) -> float | None:
+        if d == "color":
+            return None if p == 0 else 0.2 + 0.1 * p
+        return 0.5
+
+    rows = make_rows(value, prompts=4, samples=1)
+    rows.loc[rows["dimension"] == "color", "error"] = rows["error"].where(
+        rows["value"].notna(), "excluded: no sprite of a named shape is detected"
+    )
+    columns = [{"metric": "semantic", "horizon": "5s"}, {"metric": "color", "horizon": "5s"}]
+    table = build_table(rows, spec(columns=columns), scale="toy", scorer_signature="s")
+    semantic, colour = table.groups[0][0].cells
+    colour_mean = (0.3 + 0.4 + 0.5) / 3
+    assert colour.value == pytest.approx(100 * colour_mean) and colour.n_prompts == 3
+    means = {d: 0.5 for d in DIMENSIONS} | {"color": colour_mean}
+    assert semantic.value == pytest.approx(100 * final_score(means).semantic)
+    assert "color" not in table.caption

@@ -18,7 +18,7 @@ from mirai_eval.video import Video, write_mp4
 from mirai_train.world import SpritesConfig, clip_seed, render, sample_scene
 from mirai_train.world.dataset import HELDOUT_BASE_SEED
 from mirai_train.world.scene import Scene
-from mirai_train.world.vocabulary import COLOURS, SHAPES
+from mirai_train.world.vocabulary import COLOURS, SHAPES, describe_scene
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FRAMES = 41
@@ -65,7 +65,8 @@ def changed_midway(scene: Scene, kind: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def plan(toy_scorers: Path) -> ScoringPlan:
-    dims = ["subject_consistency", "background_consistency", "imaging_quality", "overall_consistency"]
+    dims = ["subject_consistency", "background_consistency", "imaging_quality", "overall_consistency",
+            "object_class", "multiple_objects", "color"]  # fmt: skip
     return build_plan("toy", dims, ScoringOptions(weights={"toy_scorers": str(toy_scorers)}))
 
 
@@ -104,6 +105,31 @@ def test_overall_consistency_prefers_the_matching_prompt(plan: ScoringPlan) -> N
     matching = mean_score(plan, "overall_consistency", frames, [s.prompt for s in clips])
     shuffled = mean_score(plan, "overall_consistency", frames, [s.prompt for s in clips[1:] + clips[:1]])
     assert matching > shuffled + 0.2, (matching, shuffled)
+
+
+def renamed(scene: Scene, part: str) -> str:
+    """The scene's prompt with every sprite's shape (or colour) replaced by one the scene lacks."""
+    shape = next(s for s in SHAPES if s not in {o.shape for o in scene.objects})
+    objects = [
+        (sprite.colour, shape) if part == "shape" else (unused_colour(scene), sprite.shape)
+        for sprite in scene.objects
+    ]
+    pillar = None if scene.pillar is None else scene.pillar.colour
+    return describe_scene(objects, scene.background.layout, scene.background.colours, pillar)
+
+
+def test_detection_dimensions_find_the_named_sprites(plan: ScoringPlan) -> None:
+    clips = scenes()
+    frames = [render(s, FRAMES) for s in clips]
+    named = [s.prompt for s in clips]
+    # sprites often roam out of view, so even real clips show all named sprites at once in few frames
+    for name, margin in (("object_class", 0.3), ("multiple_objects", 0.1)):
+        real = mean_score(plan, name, frames, named)
+        other_shapes = mean_score(plan, name, frames, [renamed(s, "shape") for s in clips])
+        assert real > other_shapes + margin, (name, real, other_shapes)
+    real = mean_score(plan, "color", frames, named)
+    other_colours = mean_score(plan, "color", frames, [renamed(s, "colour") for s in clips])
+    assert real > other_colours + 0.3, (real, other_colours)
 
 
 def test_imaging_quality_is_lower_for_noised_frames(plan: ScoringPlan) -> None:

@@ -26,6 +26,14 @@ class VideoScore:
     frames: list[float] = field(default_factory=list)
 
 
+class Excluded(Exception):
+    """This video has no value for the dimension by the dimension's own rule (VBench leaves such
+    videos out, as colour does with a video where the object is never detected); says why."""
+
+
+EXCLUDED = "excluded: "  # how a stored score row's error begins when the video was excluded, not failed
+
+
 class Dimension(Protocol):
     """A natively computed dimension: scores one decoded video (with its prompt)."""
 

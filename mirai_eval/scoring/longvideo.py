@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mirai_eval.scoring.base import Dimension, VideoScore
+from mirai_eval.scoring.base import Dimension, Excluded, VideoScore
 from mirai_eval.video import MIN_FRAMES, Video
 
 
@@ -41,8 +41,16 @@ def split_clips(video: Video, clip_seconds: float) -> list[Video]:
 def score_clips(
     dimension: Dimension, video: Video, prompt: str, clip_seconds: float
 ) -> tuple[VideoScore, list[float]]:
-    """Per-video score as the mean of its clips' values, plus those values in order."""
-    scores = [dimension.score(clip, prompt) for clip in split_clips(video, clip_seconds)]
+    """Per-video score as the mean of its clips' values, plus those values in order.
+
+    A clip the dimension excludes excludes the video (the drift curves need every clip).
+    """
+    scores = []
+    for index, clip in enumerate(split_clips(video, clip_seconds)):
+        try:
+            scores.append(dimension.score(clip, prompt))
+        except Excluded as reason:
+            raise Excluded(f"clip {index + 1}: {reason}") from None
     values = [s.value for s in scores]
     combined = VideoScore(
         value=sum(values) / len(values),

@@ -3,8 +3,8 @@
 `vbench`: official weights (see weights.py) for the native dimensions, the vbench package in its
 own virtual environment for the others. `toy`: VBench's formulas with stand-ins the CPU-sized
 sprites world supports: small models trained on sprites (the `toy_scorers` recipe, resolved by
-toy_weights.py) for subject and background consistency, imaging quality and overall consistency,
-weightless block matching for dynamic degree and motion smoothness. The dimensions it cannot
+toy_weights.py) for subject and background consistency, imaging quality, object class, multiple
+objects, colour and overall consistency, weightless block matching for dynamic degree and motion smoothness. The dimensions it cannot
 compute are in TOY_UNAVAILABLE with the reason. Toy values are never comparable with VBench's.
 """
 
@@ -31,6 +31,7 @@ from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
 from mirai_eval.scoring.motion import MotionSmoothness
+from mirai_eval.scoring.objects import OBJECT_DIMENSIONS, SpriteDetections
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
 from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
 from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
@@ -53,23 +54,25 @@ NATIVE = (
 )
 DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
 
-_NO_DETECTOR = (
-    "needs a sprite detector (GRiT's role) reading each sprite's shape, colour and place; the toy "
-    "profile does not train one yet"
-)
 TOY_UNAVAILABLE = {
     "aesthetic_quality": "no meaning on sprites: there is no aesthetic preference data for the sprites world",
-    "object_class": _NO_DETECTOR,
-    "multiple_objects": _NO_DETECTOR,
-    "color": _NO_DETECTOR,
-    "spatial_relationship": _NO_DETECTOR,
+    "spatial_relationship": "no meaning on sprites: sprites move across each other, so the world's prompts "
+    "state no spatial relation to check",
     "human_action": "no meaning on sprites: the sprites world has no people or human actions",
     "scene": "no meaning on sprites: the sprites world has one kind of background, no scene categories",
     "appearance_style": "no meaning on sprites: sprites are rendered in one style",
     "temporal_style": "no meaning on sprites: the camera never moves and prompts name no temporal style",
 }
 # Toy dimensions computed with the trained models (their scores depend on the weight file).
-TOY_TRAINED = ("subject_consistency", "background_consistency", "imaging_quality", "overall_consistency")
+TOY_TRAINED = (
+    "subject_consistency",
+    "background_consistency",
+    "imaging_quality",
+    "object_class",
+    "multiple_objects",
+    "color",
+    "overall_consistency",
+)
 
 
 @dataclass
@@ -177,6 +180,7 @@ def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
     trained = any(name in TOY_TRAINED for name in dims)
     scorers = load_scorers(resolve_toy_weights(options.weights, options.store), device) if trained else None
     native: dict[str, Dimension] = {}
+    detections: SpriteDetections | None = None  # shared by the three detection dimensions
     for name in dims:
         if name == "temporal_flickering":
             native[name] = TemporalFlickering()
@@ -192,6 +196,9 @@ def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
             native[name] = ImagingQuality(SpritesQuality(scorers.encoder), batch, device)
         elif scorers is not None and name == "overall_consistency":
             native[name] = VideoTextConsistency(name, SpritesVideoTextEmbedder(scorers, device))
+        elif scorers is not None and name in OBJECT_DIMENSIONS:
+            detections = detections or SpriteDetections(scorers.detector, device)
+            native[name] = OBJECT_DIMENSIONS[name](detections)
     unavailable = {n: TOY_UNAVAILABLE[n] for n in dims if n in TOY_UNAVAILABLE}
     return ScoringPlan(native=native, delegated=(), unavailable=unavailable)
 

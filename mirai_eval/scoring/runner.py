@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirai_eval.scoring.base import VideoScore, aggregate
+from mirai_eval.scoring.base import Excluded, VideoScore, aggregate
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
 from mirai_eval.scoring.final import MissingDimensionsError, MissingPolicy, final_score
 from mirai_eval.scoring.flicker import STATIC_KEEP_PER_PROMPT
@@ -83,6 +83,8 @@ def _native(
                     record.frames[name] = score.frames
                 record.scores[name] = score.value
                 kept[name][entry.name] = score
+            except Excluded as reason:
+                record.excluded[name] = str(reason)
             except (ValueError, RuntimeError) as error:
                 record.errors[name] = str(error)
             seconds[name] += time.perf_counter() - started

@@ -9,9 +9,12 @@ Two steps, both supervised by what the world knows about every frame:
    sprites through the distortions a weak generator makes.
 2. The video-text model (`sprites_videotext.py`) on clips and their prompts: symmetric InfoNCE over a
    batch, on the frozen encoder's features of each clip's 8 middle-sampled frames.
+3. The sprites detector (`sprites_detector.py`) on the step-1 frames and labels (per colour: the
+   shape of the sprite shown, or none), cross-entropy with "none" down-weighted (most colours are
+   absent from a frame), under milder distortions than step 1: a detector reads shapes.
 Every frame goes through a yuv420 chroma round trip first, as a decoded mp4 does. Everything is a
 function of the recipe (clips from `data.base_seed`, draws from `optim.seed`), so one recipe gives
-the same weights on the same machine; the schedule is sized to train in well under a minute on one
+the same weights on the same machine; the schedule is sized to train in about three minutes on one
 CPU thread. The output is one weight file, `toy_scorers.safetensors`.
 """
 
@@ -21,6 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -28,14 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
+import mirai_eval.scoring.backbones.sprites_detector as detector_module
 import mirai_eval.scoring.backbones.sprites_encoder as encoder_module
 import mirai_eval.scoring.backbones.sprites_scorers as scorers_module
 import mirai_eval.scoring.backbones.sprites_videotext as videotext_module
+from mirai_eval.scoring.backbones.sprites_detector import NONE, SpritesDetectorConfig
 from mirai_eval.scoring.backbones.sprites_encoder import SHAPE_CLASSES, SpritesEncoder, SpritesEncoderConfig
-from mirai_eval.scoring.backbones.sprites_scorers import SpritesScorers, build_scorers, save_scorers
+from mirai_eval.scoring.backbones.sprites_scorers import build_scorers, save_scorers
 from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText, SpritesVideoTextConfig
 from mirai_eval.scoring.videotext import middle_indices
 from mirai_train.config_files import load_model
@@ -65,6 +71,11 @@ class ScorersOptim(Strict):
     videotext_steps: int = Field(default=400, ge=1)
     videotext_batch: int = Field(default=128, ge=2)
     clean_fraction: float = Field(default=0.3, ge=0, le=1)  # frames left undistorted (quality 1)
+    detector_lr: float = Field(default=3e-3, gt=0)
+    detector_steps: int = Field(default=1000, ge=1)
+    detector_batch: int = Field(default=64, ge=2)
+    detector_clean_fraction: float = Field(default=0.7, ge=0, le=1)
+    detector_none_weight: float = Field(default=0.2, gt=0)  # loss weight of "no sprite of this colour"
 
 
 class ScorersRecipe(Strict):
@@ -72,6 +83,7 @@ class ScorersRecipe(Strict):
     data: ScorersData = ScorersData()
     encoder: SpritesEncoderConfig = SpritesEncoderConfig()
     videotext: SpritesVideoTextConfig = SpritesVideoTextConfig()
+    detector: SpritesDetectorConfig = SpritesDetectorConfig()
     optim: ScorersOptim = ScorersOptim()
     log_every: int = Field(default=50, ge=1)
 
@@ -80,6 +92,7 @@ TRAINING_SOURCES = (
     Path(__file__),
     Path(encoder_module.__file__),
     Path(videotext_module.__file__),
+    Path(detector_module.__file__),
     Path(scorers_module.__file__),
 )
 
@@ -221,6 +234,28 @@ def _contrastive_loss(model: SpritesVideoText, videos: Tensor, words: Tensor) ->
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
+def _fit(
+    module: nn.Module,
+    lr: float,
+    weight_decay: float,
+    steps: int,
+    loss: Callable[[], Tensor],
+    logged: Callable[[int, int, Tensor], None],
+) -> None:
+    """AdamW with a cosine schedule over `steps`; the module is frozen in eval mode afterwards."""
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for step in range(steps):
+        value = loss()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        schedule.step()
+        logged(step, steps, value)
+    module.eval().requires_grad_(False)
+
+
 def train_scorers(
     recipe_path: Path | str, out_dir: Path | str, log: Callable[[str], None] = lambda line: None
 ) -> Path:
@@ -231,50 +266,60 @@ def train_scorers(
     optim = recipe.optim
     with torch.random.fork_rng():
         torch.manual_seed(optim.seed)
-        scorers = build_scorers(recipe.encoder, recipe.videotext)
+        scorers = build_scorers(recipe.encoder, recipe.videotext, recipe.detector)
     data = ScorerData(recipe)
     g = torch.Generator().manual_seed(optim.seed)
     lines: list[dict[str, float | int | str]] = [
         {"step": "data", "seconds": round(time.perf_counter() - started, 2)}
     ]
 
-    encoder = scorers.encoder.train()
-    opt = torch.optim.AdamW(encoder.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, optim.encoder_steps)
-    for step in range(optim.encoder_steps):
+    def logged(name: str, step: int, steps: int, loss: Tensor) -> None:
+        if step % recipe.log_every == 0 or step + 1 == steps:
+            lines.append({"step": step, f"{name}_loss": round(loss.item(), 5)})
+            log(f"{name} step {step}: loss {loss.item():.4f}")
+
+    encoder = scorers.encoder
+
+    def encoder_loss() -> Tensor:
         pick = torch.randint(len(data.frames), (optim.encoder_batch,), generator=g)
         pixels, quality = distort(data.frames[pick].float(), optim.clean_fraction, g)
-        loss = _encoder_loss(
+        return _encoder_loss(
             encoder, chroma_round_trip(pixels), data.identities[pick], data.backgrounds[pick], quality
         )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        if step % recipe.log_every == 0 or step + 1 == optim.encoder_steps:
-            lines.append({"step": step, "encoder_loss": round(loss.item(), 5)})
-            log(f"encoder step {step}: loss {loss.item():.4f}")
-    encoder.eval().requires_grad_(False)
+
+    _fit(encoder, optim.lr, optim.weight_decay, optim.encoder_steps, encoder_loss, partial(logged, "encoder"))
 
     with torch.no_grad():
         features = torch.stack(
             [SpritesVideoText.frame_features(encoder, chroma_round_trip(clip.float())) for clip in data.clips]
         )
-    videotext = scorers.videotext.train()
+    videotext = scorers.videotext
     words = videotext.word_vectors(data.prompts)
-    opt = torch.optim.AdamW(videotext.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, optim.videotext_steps)
     batch = min(optim.videotext_batch, len(data.prompts))
-    for step in range(optim.videotext_steps):
+
+    def videotext_loss() -> Tensor:
         pick = torch.randperm(len(data.prompts), generator=g)[:batch]
-        loss = _contrastive_loss(videotext, features[pick], words[pick])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        if step % recipe.log_every == 0 or step + 1 == optim.videotext_steps:
-            lines.append({"step": step, "videotext_loss": round(loss.item(), 5)})
-            log(f"video-text step {step}: loss {loss.item():.4f}")
+        return _contrastive_loss(videotext, features[pick], words[pick])
+
+    _fit(
+        videotext, optim.lr, optim.weight_decay, optim.videotext_steps, videotext_loss,
+        partial(logged, "videotext"),
+    )  # fmt: skip
+
+    detector = scorers.detector
+    class_weights = torch.ones(SHAPE_CLASSES)
+    class_weights[NONE] = optim.detector_none_weight
+
+    def detector_loss() -> Tensor:
+        pick = torch.randint(len(data.frames), (optim.detector_batch,), generator=g)
+        pixels, _ = distort(data.frames[pick].float(), optim.detector_clean_fraction, g)
+        logits = detector(chroma_round_trip(pixels))
+        return F.cross_entropy(logits.flatten(0, 1), data.identities[pick].flatten(), weight=class_weights)
+
+    _fit(
+        detector, optim.detector_lr, optim.weight_decay, optim.detector_steps, detector_loss,
+        partial(logged, "detector"),
+    )  # fmt: skip
 
     seconds = round(time.perf_counter() - started, 2)
     lines.append({"step": "done", "seconds": seconds})
@@ -285,5 +330,5 @@ def train_scorers(
         "recipe": recipe.model_dump(mode="json"),
         "digest": scorers_digest(recipe_path),
     }
-    save_scorers(path, SpritesScorers(encoder, videotext).eval(), provenance)
+    save_scorers(path, scorers.eval(), provenance)
     return path

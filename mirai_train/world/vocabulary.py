@@ -69,3 +69,25 @@ def describe_scene(
     if pillar is not None:
         prompt += f", passing behind {_article(pillar)} {pillar} pillar"
     return prompt
+
+
+def named_objects(prompt: str) -> list[tuple[str, str]]:
+    """The (colour, shape) pairs a sprites prompt names, in order: the inverse of `describe_scene`.
+
+    Raises ValueError for a text `describe_scene` cannot have written.
+    """
+    things, moving, _ = prompt.partition(" moving ")
+    objects = []
+    for item in things.replace(" and ", ", ").split(", ") if moving else []:
+        words = item.split()
+        if len(words) == 3 and words[0] in ("a", "an") and words[1] in PALETTE and words[2] in SHAPES:
+            objects.append((words[1], words[2]))
+        else:
+            objects = []
+            break
+    if not objects:
+        raise ValueError(
+            f"not a sprites prompt: {prompt!r} (expected 'a <colour> <shape>[, ... and a <colour> <shape>] "
+            "moving ...')"
+        )
+    return objects

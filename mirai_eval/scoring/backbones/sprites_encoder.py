@@ -48,7 +48,22 @@ def resized(pixels: Tensor, size: int) -> Tensor:
     return F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def _convs(channels: tuple[int, ...], strides: tuple[int, ...]) -> nn.Sequential:
+def palette_masks(pixels: Tensor, palette: Tensor, sigma: float, grid: Tensor) -> Tensor:
+    """[B, 12, h, w]: each pixel's soft assignment to the palette colours, area-pooled to the h x w of `grid`.
+
+    A sprite's identity is its colour, so pooling features under these masks gives one slot per
+    colour; the assignment has no weights and takes no gradient.
+    """
+    with torch.no_grad():
+        rgb = pixels.flatten(2)  # [B, 3, HW]
+        distance = (
+            rgb.square().sum(1, keepdim=True) - 2 * palette @ rgb + palette.square().sum(-1)[:, None]
+        )  # [B, 12, HW]
+        masks = torch.softmax(distance.div_(-2 * sigma**2), dim=1)
+        return F.adaptive_avg_pool2d(masks.unflatten(2, pixels.shape[-2:]), (grid.shape[-2], grid.shape[-1]))
+
+
+def conv_stack(channels: tuple[int, ...], strides: tuple[int, ...]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in, c_out, stride in zip((3, *channels[:-1]), channels, strides, strict=True):
         layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
@@ -59,8 +74,8 @@ class SpritesEncoder(nn.Module):
     def __init__(self, config: SpritesEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = _convs(config.channels, (2, 2, 1))
-        self.quality_net = _convs(config.quality_channels, (1, 2, 2))
+        self.trunk = conv_stack(config.channels, (2, 2, 1))
+        self.quality_net = conv_stack(config.quality_channels, (1, 2, 2))
         width, slot, dim = config.channels[-1], config.slot_dim, config.embed_dim
         self.palette: Tensor
         self.register_buffer("palette", torch.tensor(PALETTE_RGB, dtype=torch.float32), persistent=False)
@@ -83,15 +98,7 @@ class SpritesEncoder(nn.Module):
         each palette colour, with that colour's area) and mean and max pooled features [B, 2 * C]."""
         pixels = resized(pixels, self.config.size)
         features = self.trunk((pixels - PIXEL_MEAN) / PIXEL_STD)
-        with torch.no_grad():  # the soft assignment of pixels to palette colours has no weights
-            rgb = pixels.flatten(2)  # [B, 3, HW]
-            distance = (
-                rgb.square().sum(1, keepdim=True)
-                - 2 * self.palette @ rgb
-                + self.palette.square().sum(-1)[:, None]
-            )  # [B, 12, HW]
-            masks = torch.softmax(distance.div_(-2 * self.config.colour_sigma**2), dim=1)
-            masks = F.adaptive_avg_pool2d(masks.unflatten(2, pixels.shape[-2:]), features.shape[-2:])
+        masks = palette_masks(pixels, self.palette, self.config.colour_sigma, features)
         mass = masks.sum(dim=(2, 3)).unsqueeze(-1)
         by_colour = torch.einsum("bkhw,bchw->bkc", masks, features) / (mass + 1.0)
         area = torch.log(masks.mean(dim=(2, 3)) + 1e-4).unsqueeze(-1)

@@ -1,7 +1,7 @@
-"""The toy profile's weight file: the sprites encoder and the video-text model in one safetensors file.
+"""The toy profile's weight file: the sprites encoder, video-text model and detector in one safetensors file.
 
-Tensors are prefixed `encoder.` and `videotext.`; the file's metadata holds both configurations
-(JSON) and the provenance the trainer wrote, so the file alone rebuilds the models.
+Tensors are prefixed `encoder.`, `videotext.` and `detector.`; the file's metadata holds the three
+configurations (JSON) and the provenance the trainer wrote, so the file alone rebuilds the models.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
+from mirai_eval.scoring.backbones.sprites_detector import SpritesDetector, SpritesDetectorConfig
 from mirai_eval.scoring.backbones.sprites_encoder import SpritesEncoder, SpritesEncoderConfig
 from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText, SpritesVideoTextConfig
 from mirai_train.world.vocabulary import COLOURS
@@ -23,25 +25,39 @@ from mirai_train.world.vocabulary import COLOURS
 class SpritesScorers:
     encoder: SpritesEncoder
     videotext: SpritesVideoText
+    detector: SpritesDetector
+
+    def modules(self) -> dict[str, nn.Module]:
+        """By the prefix of their tensors in the weight file."""
+        return {"encoder": self.encoder, "videotext": self.videotext, "detector": self.detector}
 
     def eval(self) -> SpritesScorers:
-        self.encoder.eval().requires_grad_(False)
-        self.videotext.eval().requires_grad_(False)
+        for module in self.modules().values():
+            module.eval().requires_grad_(False)
         return self
 
 
-def build_scorers(encoder: SpritesEncoderConfig, videotext: SpritesVideoTextConfig) -> SpritesScorers:
+def build_scorers(
+    encoder: SpritesEncoderConfig, videotext: SpritesVideoTextConfig, detector: SpritesDetectorConfig
+) -> SpritesScorers:
+    """The detector is built last: adding it left the seeded initial weights of the other two as they were."""
     frame_dim = len(COLOURS) * encoder.slot_dim + encoder.embed_dim
-    return SpritesScorers(SpritesEncoder(encoder), SpritesVideoText(videotext, frame_dim))
+    return SpritesScorers(
+        SpritesEncoder(encoder), SpritesVideoText(videotext, frame_dim), SpritesDetector(detector)
+    )
 
 
 def save_scorers(path: Path, scorers: SpritesScorers, provenance: Mapping[str, object]) -> None:
     """Write the file under a temporary name and rename it into place."""
-    tensors = {f"encoder.{k}": v.contiguous() for k, v in scorers.encoder.state_dict().items()}
-    tensors |= {f"videotext.{k}": v.contiguous() for k, v in scorers.videotext.state_dict().items()}
+    tensors = {
+        f"{name}.{k}": v.contiguous()
+        for name, m in scorers.modules().items()
+        for k, v in m.state_dict().items()
+    }
     metadata = {
         "encoder": scorers.encoder.config.model_dump_json(),
         "videotext": scorers.videotext.config.model_dump_json(),
+        "detector": scorers.detector.config.model_dump_json(),
         "provenance": json.dumps(provenance, sort_keys=True),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,12 +77,20 @@ def load_scorers(path: Path | str, device: str = "cpu") -> SpritesScorers:
         metadata = handle.metadata() or {}
     if "encoder" not in metadata or "videotext" not in metadata:
         raise ValueError(f"{path}: not a toy-profile weight file (no encoder/videotext configuration in it)")
+    if "detector" not in metadata:
+        raise ValueError(
+            f"{path}: a toy-profile weight file from before the sprites detector; retrain it with "
+            "`mirai-train fit --config mirai_train/configs/toy/scorers.yaml --out DIR` (or delete it "
+            "from the store and let `mirai-eval` train the current recipe)"
+        )
     scorers = build_scorers(
         SpritesEncoderConfig.model_validate_json(metadata["encoder"]),
         SpritesVideoTextConfig.model_validate_json(metadata["videotext"]),
+        SpritesDetectorConfig.model_validate_json(metadata["detector"]),
     )
     tensors = load_file(str(path))
-    for prefix, module in (("encoder.", scorers.encoder), ("videotext.", scorers.videotext)):
+    for name, module in scorers.modules().items():
+        prefix = f"{name}."
         module.load_state_dict(
             {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
         )
