@@ -12,7 +12,7 @@ downscaled to it first (the toy profile is meant for sprites-sized videos) and f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -36,18 +36,31 @@ def _shift(pixels: Tensor, dy: int, dx: int, radius: int) -> Tensor:
     return pixels[..., radius + dy : radius + dy + height, radius + dx : radius + dx + width]
 
 
-def _displacements(radius: int) -> Iterator[tuple[int, int]]:
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            yield dy, dx
-
-
 def _block_cost(difference: Tensor, block: int) -> Tensor:
     """Sum over the block around every pixel of a [B, 1, H, W] per-pixel cost (a mean scaled by the full
     block, so border blocks count like inner ones); separable, two 1-D passes instead of one 2-D."""
     half = block // 2
     rows = F.avg_pool2d(difference, (block, 1), stride=1, padding=(half, 0), count_include_pad=False)
     return F.avg_pool2d(rows, (1, block), stride=1, padding=(0, half), count_include_pad=False) * block**2
+
+
+def _search(
+    radius: int, block: int, aligned: Callable[[int, int], tuple[Tensor, Tensor]]
+) -> Iterator[tuple[int, int, Tensor, Tensor, Tensor]]:
+    """Every displacement (dy, dx) within `radius`, with the two frames it aligns and a [B, 1, H, W]
+    mask of the pixels where it beats every displacement before it (least block difference, plus
+    the short-move bonus)."""
+    best: Tensor | None = None
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            a, b = aligned(dy, dx)
+            cost = (
+                _block_cost((a - b).abs().sum(dim=1, keepdim=True), block)
+                + SHORT_MOVE_BONUS * block**2 * (dx * dx + dy * dy) ** 0.5
+            )
+            better = cost < best if best is not None else torch.ones_like(cost, dtype=torch.bool)
+            best = cost if best is None else torch.where(better, cost, best)
+            yield dy, dx, a, b, better
 
 
 class BlockMatchingFlow:
@@ -64,16 +77,8 @@ class BlockMatchingFlow:
         second, _ = _working(second, self.work_side)
         r = self.radius
         padded = F.pad(second, [r, r, r, r], mode="replicate")
-        best = torch.full_like(first[:, :1], float("inf"))
         flow = torch.zeros_like(first[:, :2])
-        for dy, dx in _displacements(r):
-            difference = (first - _shift(padded, dy, dx, r)).abs().sum(dim=1, keepdim=True)
-            cost = (
-                _block_cost(difference, self.block)
-                + SHORT_MOVE_BONUS * self.block**2 * (dx * dx + dy * dy) ** 0.5
-            )
-            better = cost < best
-            best = torch.where(better, cost, best)
+        for dy, dx, _, _, better in _search(r, self.block, lambda dy, dx: (first, _shift(padded, dy, dx, r))):
             flow = torch.where(better, torch.tensor([float(dx), float(dy)]).view(1, 2, 1, 1), flow)
         if scale != 1.0:
             flow = F.interpolate(flow, size=size, mode="nearest") * scale
@@ -97,18 +102,12 @@ class BilateralInterpolator:
         r = self.radius
         padded_first = F.pad(first, [r, r, r, r], mode="replicate")
         padded_second = F.pad(second, [r, r, r, r], mode="replicate")
-        best = torch.full_like(first[:, :1], float("inf"))
+
+        def aligned(dy: int, dx: int) -> tuple[Tensor, Tensor]:
+            return _shift(padded_first, -dy, -dx, r), _shift(padded_second, dy, dx, r)
+
         middle = (first + second) / 2
-        for dy, dx in _displacements(r):
-            before = _shift(padded_first, -dy, -dx, r)
-            after = _shift(padded_second, dy, dx, r)
-            difference = (before - after).abs().sum(dim=1, keepdim=True)
-            cost = (
-                _block_cost(difference, self.block)
-                + SHORT_MOVE_BONUS * self.block**2 * (dx * dx + dy * dy) ** 0.5
-            )
-            better = cost < best
-            best = torch.where(better, cost, best)
+        for _, _, before, after, better in _search(r, self.block, aligned):
             middle = torch.where(better, (before + after) / 2, middle)
         if scale != 1.0:
             middle = F.interpolate(middle, size=size, mode="bilinear", align_corners=False)
