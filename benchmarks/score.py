@@ -46,7 +46,7 @@ from mirai_eval.scoring.backbones.musiq import Musiq
 from mirai_eval.scoring.dynamic import sampled_indices
 from mirai_eval.scoring.flicker import flicker_score
 from mirai_eval.scoring.preprocess import clip_input, dino_input, musiq_input
-from mirai_eval.scoring.profiles import ScoringOptions, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, batch_defaults, build_plan
 from mirai_eval.video import Video, decode
 from tests.vbench_parity import fixtures
 
@@ -98,12 +98,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads, every side")
     parser.add_argument("--device", default="cpu", help="torch device of every side, e.g. cuda")
     parser.add_argument(
-        "--batch-size", type=int, default=64, help="frames per DINO/CLIP forward (MUSIQ: <= 2)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per DINO/CLIP forward (MUSIQ: <= 2); default: the device's",
     )
-    parser.add_argument("--flow-batch-size", type=int, default=2, help="frame pairs per RAFT forward")
+    parser.add_argument(
+        "--flow-batch-size",
+        type=int,
+        default=None,
+        help="frame pairs per RAFT forward; default: the device's",
+    )
     parser.add_argument("--dims", default=DIMS, help="comma-separated dimensions")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the minimum counts")
     args = parser.parse_args()
+    frames_default, pairs_default = batch_defaults(args.device)  # what `mirai-eval score` uses
+    args.batch_size = args.batch_size or frames_default
+    args.flow_batch_size = args.flow_batch_size or pairs_default
     torch.set_num_threads(args.threads)
     import cv2
 

@@ -108,11 +108,16 @@ def score(
         str, typer.Option("--device", help="torch device for the native backbones, e.g. cuda.")
     ] = "cpu",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Frames per DINO/CLIP forward (MUSIQ: at most 2).")
-    ] = 64,
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Frames per DINO/CLIP forward (MUSIQ: at most 2); default 16 on cpu, else 64.",
+        ),
+    ] = None,
     flow_batch_size: Annotated[
-        int, typer.Option("--flow-batch-size", help="Frame pairs per RAFT forward.")
-    ] = 2,
+        int | None,
+        typer.Option("--flow-batch-size", help="Frame pairs per RAFT/AMT forward; default 2 on cpu, else 8."),
+    ] = None,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="KEY=PATH for a weight file (see the README).")
     ] = None,
@@ -172,7 +177,15 @@ def score(
         videos=videos,
         profile=profile,  # type: ignore[arg-type]
         dims=names,
-        options=ScoringOptions(device, batch_size, flow_batch_size, weights, full_info, static_filter, store),
+        options=ScoringOptions.for_device(
+            device,
+            batch_size,
+            flow_batch_size,
+            weights=weights,
+            full_info=full_info,
+            static_filter=static_filter,
+            store=store,
+        ),
         protocol=Protocol(protocol, clip_seconds),
         expected_size=expected,
         missing=missing,  # type: ignore[arg-type]

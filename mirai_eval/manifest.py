@@ -122,8 +122,8 @@ class Scoring(Strict):
     profile: Literal["vbench", "toy"]
     weights: dict[str, str] = {}
     full_info: Path | None = None  # VBench_full_info.json, for appearance style
-    batch_size: int = Field(default=16, gt=0)
-    flow_batch_size: int = Field(default=2, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)  # None: the device's default (scoring/profiles.py)
+    flow_batch_size: int | None = Field(default=None, gt=0)
     vbench_python: str | None = None  # python of the vbench environment (delegated dimensions)
 
 

@@ -100,12 +100,12 @@ class Scorer:
 
     def options(self) -> ScoringOptions:
         scoring = self.manifest.scoring
-        return ScoringOptions(
+        return ScoringOptions.for_device(
             self.device,
             scoring.batch_size,
             scoring.flow_batch_size,
-            scoring.weights,
-            scoring.full_info,
+            weights=scoring.weights,
+            full_info=scoring.full_info,
             store=self.manifest.store,
         )
 

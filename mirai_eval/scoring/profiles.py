@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -75,17 +75,31 @@ TOY_TRAINED = (
 )
 
 
+def batch_defaults(device: str) -> tuple[int, int]:
+    """(frames per image-backbone forward, frame pairs per flow forward) when not given: on a GPU
+    large batches remove launch overhead (VBench's frame-by-frame DINO loop is launch-bound there);
+    on a CPU the forwards are compute-bound and large batches only add memory traffic."""
+    return (16, 2) if device == "cpu" else (64, 8)
+
+
 @dataclass
 class ScoringOptions:
-    """Run settings; batch sizes and device matter most on GPUs, where batching removes launch overhead."""
+    """Run settings; `for_device` fills the batch sizes the caller leaves open."""
 
     device: str = "cpu"
-    batch_size: int = 64  # a Wan video's 81 frames in two forwards: on a busy CPU fewer, larger ops win
-    flow_batch_size: int = 2
+    batch_size: int = 16  # frames per DINO / CLIP / sprites-model forward (MUSIQ: at most 2)
+    flow_batch_size: int = 2  # frame pairs per RAFT / AMT forward
     weights: dict[str, str] = field(default_factory=dict)
     full_info: Path | None = None
     static_filter: bool = False
     store: Path = Path("runs/store")  # where the toy profile's models are trained when missing
+
+    @classmethod
+    def for_device(
+        cls, device: str, batch_size: int | None, flow_batch_size: int | None, **rest: Any
+    ) -> ScoringOptions:
+        frames, pairs = batch_defaults(device)
+        return cls(device, batch_size or frames, flow_batch_size or pairs, **rest)
 
 
 @dataclass

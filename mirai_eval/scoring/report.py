@@ -28,6 +28,8 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     for name in results["dimensions"]:
         if name in results["aggregate"]:
             how = "native" if name in results["native"] else "vbench package"
+            excluded = sum(name in record["excluded"] for record in results["videos"].values())
+            how += f" ({excluded} video(s) excluded by its rule)" if excluded else ""
             table.add_row(name, f"{results['aggregate'][name]:.4f}", how)
         elif name in results["unavailable"]:
             table.add_row(name, "n/a", f"unavailable: {results['unavailable'][name]}")
