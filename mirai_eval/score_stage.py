@@ -6,11 +6,14 @@ the digest of the recipe they are trained from, or the given file's sha256), the
 clips of N seconds), the delegation mode, and the source of the scoring code. Native dimensions
 share one decode of each video; dimensions of the vbench package run in its own environment on
 a folder of links named VBench-style. Dimensions a profile cannot compute (the toy profile's) are
-rows with NaN and the profile's reason, never stored and never a silent zero.
+rows with NaN and the profile's reason, never stored and never a silent zero. On VBench's own
+prompts (`vbench_standard`) each dimension is scored, as VBench's standard protocol does, only on the
+prompts of its suite in VBench_full_info.json; the other videos are excluded from it, with that reason.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -64,9 +67,40 @@ def needed_weights(manifest: Manifest) -> list[str]:
     return sorted({key for d in dims for key in NEEDS.get(d, ())})
 
 
+OUTSIDE_SUITE = (
+    "outside this dimension's prompt suite: VBench's standard protocol scores each dimension only on "
+    "the prompts VBench_full_info.json lists for it"
+)
+
+
+def prompt_suites(manifest: Manifest) -> dict[str, frozenset[str]]:
+    """prompt -> the dimensions VBench's standard protocol scores its videos on (from
+    `scoring.full_info`); empty when no horizon uses a `vbench_standard` prompt set."""
+    if not any(manifest.prompt_sets[h.prompts].vbench_standard for h in manifest.horizons.values()):
+        return {}
+    path = manifest.scoring.full_info
+    if path is None:
+        raise ValueError(
+            "scoring.full_info: a vbench_standard prompt set needs VBench_full_info.json (shipped inside "
+            "the vbench package), which says which dimensions each prompt is scored on"
+        )
+    try:
+        entries = json.loads(Path(path).read_text())
+        return {e["prompt_en"]: frozenset(e["dimension"]) for e in entries}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"scoring.full_info: {path} is not a readable VBench_full_info.json ({error}); point it at the "
+            "file inside the vbench package"
+        ) from None
+
+
 def scoring_blockers(manifest: Manifest) -> list[str]:
-    """What scoring needs before a run may start: weight files, the vbench environment."""
+    """What scoring needs before a run may start: weight files, the vbench environment, prompt suites."""
     blockers = []
+    try:
+        prompt_suites(manifest)
+    except ValueError as error:
+        blockers.append(str(error))
     try:
         resolve_weights(needed_weights(manifest), manifest.scoring.weights)
     except MissingWeightsError as error:
@@ -92,7 +126,16 @@ class Scorer:
     manifest: Manifest
     device: str
     signatures: dict[str, dict[str, str]]
+    suites: dict[str, frozenset[str]] = field(default_factory=dict)  # see prompt_suites
     _plan: ScoringPlan | None = field(default=None, repr=False)
+
+    def outside_suite(self, job: Job, dimension: str) -> bool:
+        """VBench's standard protocol does not score this video on this dimension."""
+        horizon = self.manifest.horizons[job.horizon]
+        if not self.manifest.prompt_sets[horizon.prompts].vbench_standard:
+            return False
+        suite = self.suites.get(job.prompt.text)
+        return suite is not None and dimension not in suite
 
     @property
     def profile(self) -> str:
@@ -154,7 +197,7 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
             if kind == "delegated":
                 payload["mode"] = delegation_mode(manifest, horizon)
             signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
-    return Scorer(manifest, device, signatures)
+    return Scorer(manifest, device, signatures, prompt_suites(manifest))
 
 
 def _weights_of(dimension: str, kind: str, hashes: dict[str, str], toy: str | None) -> dict[str, str]:
@@ -236,6 +279,11 @@ def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progre
     for job in jobs:
         dims = plan.manifest.horizons[job.horizon].dimensions
         missing = [d for d in dims if scorer.result(store, job, d)[2] is None]
+        for dimension in [d for d in missing if scorer.outside_suite(job, d)]:
+            assert job.key is not None
+            signature = scorer.signatures[job.horizon][dimension]
+            store.put_score(ScoreRecord(job.key, dimension, signature, math.nan, EXCLUDED + OUTSIDE_SUITE))
+        missing = [d for d in missing if not scorer.outside_suite(job, d)]
         native = [d for d in missing if kind_of(scorer.profile, d) == "native"]
         if native:
             _score_native(plan, job, native, store, scorer)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from mirai_eval.cli import app
 from mirai_eval.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
 from mirai_eval.plan import build_plan
+from mirai_eval.score_stage import scoring_blockers
 from mirai_train.config_files import ConfigError
 from mirai_train.spec import RollingSinkSpec, SamplerSpec
 
@@ -145,3 +146,17 @@ def test_probe_section_names_model_labels(tmp_path: Path, monkeypatch: pytest.Mo
     assert " probe.models.0.model: 'Nobody' is not a model label of this manifest" in [
         p.split(";")[0] for p in problems
     ]
+
+
+def test_vbench_prompts_need_the_full_info_file_before_any_work(tmp_path: Path) -> None:
+    """VBench's standard protocol scores each dimension on its own prompts, listed in VBench_full_info.json."""
+    text = (ROOT / "manifests" / "table1.yaml").read_text()
+    missing = tmp_path / "no_full_info.yaml"
+    missing.write_text(text.replace("  full_info: data/prompts/vbench_full_info.json\n", ""))
+    broken = tmp_path / "broken_full_info.yaml"
+    (tmp_path / "info.json").write_text('[{"prompt": 1}]')
+    broken.write_text(text.replace("data/prompts/vbench_full_info.json", str(tmp_path / "info.json")))
+    blockers = scoring_blockers(load_manifest(missing).manifest)
+    assert any(b.startswith("scoring.full_info: a vbench_standard prompt set needs") for b in blockers)
+    blockers = scoring_blockers(load_manifest(broken).manifest)
+    assert any("is not a readable VBench_full_info.json ('prompt_en')" in b for b in blockers)

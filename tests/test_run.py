@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from mirai_eval.cli import app
 from mirai_eval.manifest import load_manifest
-from mirai_eval.scoring.objects import OBJECT_DIMENSIONS
+from mirai_eval.score_stage import OUTSIDE_SUITE
+from mirai_eval.scoring.base import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
 from mirai_eval.scoring.toy_weights import stored_weights
 from mirai_train.cli import app as train_app
@@ -244,12 +245,20 @@ def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
     videos = Counter((r["model"], r["horizon"]) for r in rows if r["dimension"] == "temporal_flickering")
     assert videos == {(m.label, "5s"): per_model["5s"] for m in models}
     assert len(rows) == len(models) * (per_model["5s"] * 16 + per_model["30s"] * 3)
-    for row in rows:  # what the toy profile cannot compute is n/a with its reason
-        if row["dimension"] in OBJECT_DIMENSIONS:  # the sprites detector's queries come from sprites prompts
-            assert row["value"] is None and "not a sprites prompt" in row["error"], row
-            continue
-        scored = row["dimension"] not in TOY_UNAVAILABLE
-        assert (row["value"] is not None) == scored and (row["error"] is None) == scored, row
+    suites = {
+        e["prompt_en"]: e["dimension"]
+        for e in json.loads((SHARED_PROMPTS / "vbench_full_info.json").read_text())
+    }
+    for row in rows:  # n/a with the reason: what the toy profile cannot compute, what VBench does not score
+        if row["dimension"] in TOY_UNAVAILABLE:
+            assert row["value"] is None and row["error"].startswith("unavailable in the toy profile"), row
+        elif row["horizon"] == "5s" and row["dimension"] not in suites[row["prompt"]]:
+            assert row["value"] is None and row["error"] == EXCLUDED + OUTSIDE_SUITE, row
+        else:
+            assert row["value"] is not None and row["error"] is None, row
+    assert {r["dimension"] for r in rows if r["value"] is not None and r["horizon"] == "5s"} == {
+        "temporal_flickering"  # the first two VBench prompts are in its suite only
+    }
     for table in ("table1", "table1_reported"):
         assert (out / "tables" / f"{table}.tex").read_text().count("Video-Mirai") >= 3
         assert (out / "tables" / f"{table}.md").is_file()
