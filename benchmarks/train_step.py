@@ -48,7 +48,11 @@ from mirai_train.trainer import Context
 
 TOY = Path(__file__).parents[1] / "mirai_train/configs/toy"
 VARIANTS = {"plain": TOY / "dmd_sf_chunkwise.yaml", "foresight": TOY / "dmd_sf_chunkwise_mirai.yaml"}
-MODELS = {"student": ("generator_chunkwise.yaml", 0), "teacher": ("teacher_generator.yaml", 1)}
+MODELS = {
+    "student": ("generator_chunkwise.yaml", 0),
+    "base": ("generator_chunkwise.yaml", 2),
+    "teacher": ("teacher_generator.yaml", 1),
+}
 TARGET = 1.3
 
 
@@ -57,7 +61,8 @@ def resized(spec: GeneratorSpec, size: int) -> GeneratorSpec:
 
 
 def write_checkpoints(runs: Path, size: int) -> None:
-    """Randomly initialised student (init and critic) and teacher (real score and foresight encoder)."""
+    """Randomly initialised student (init), base (the critic's init) and teacher (real score and
+    foresight encoder)."""
     for name, (spec_file, seed) in MODELS.items():
         spec = resized(load_model(TOY / spec_file, GeneratorSpec), size)
         torch.manual_seed(seed)
@@ -70,6 +75,7 @@ def recipe(variant: str, size: int) -> Recipe:
     base = load_recipe(VARIANTS[variant])
     update = {
         "init": "student/generator",
+        "critic": "base/generator",
         "teacher": "teacher/generator",
         "generator": resized(base.generator, size),
     }
