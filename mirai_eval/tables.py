@@ -30,9 +30,10 @@ Cells: every column, including the composites Quality / Semantic / Total (comput
 from that video's dimensions with the VBench constants; where a dimension's own rule excludes a
 video, as colour does one with no detection, the video takes the model's mean of that dimension,
 so the mean of composites is VBench's composite of per-dimension means), is a per-video value ->
-per-prompt mean -> mean over prompts (prompts whose videos are all excluded drop out), with a cluster bootstrap over prompts and a sign-flip permutation
-test of the per-prompt paired differences (same prompt and seed) against the baseline, Holm
-across the columns of a row. Values are shown in percent, as the paper does.
+per-prompt mean -> mean over prompts (prompts whose videos are all excluded drop out), with a
+cluster bootstrap over prompts and a sign-flip permutation test of the per-prompt paired
+differences (same prompt and seed) against the baseline, Holm across the columns of a row.
+Values are shown in percent, as the paper does.
 """
 
 from __future__ import annotations
