@@ -116,7 +116,7 @@ def score(
     ] = None,
     flow_batch_size: Annotated[
         int | None,
-        typer.Option("--flow-batch-size", help="Frame pairs per RAFT/AMT forward; default 2 on cpu, else 8."),
+        typer.Option("--flow-batch-size", help="Frame pairs per RAFT/AMT forward; default 1 on cpu, else 8."),
     ] = None,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="KEY=PATH for a weight file (see the README).")

@@ -124,7 +124,7 @@ def test_cli_writes_json_and_exits_1_on_failed_videos(folder: Path, tmp_path: Pa
 def test_batch_sizes_follow_the_device_unless_given() -> None:
     cpu = ScoringOptions.for_device("cpu", None, None)
     gpu = ScoringOptions.for_device("cuda:1", None, None, static_filter=True)
-    assert (cpu.batch_size, cpu.flow_batch_size) == (16, 2) == (ScoringOptions().batch_size, 2)
+    assert (cpu.batch_size, cpu.flow_batch_size) == (16, 1) == (ScoringOptions().batch_size, 1)
     assert (gpu.batch_size, gpu.flow_batch_size, gpu.static_filter) == (64, 8, True)
     given = ScoringOptions.for_device("cuda", 4, 1)
     assert (given.batch_size, given.flow_batch_size) == (4, 1)

@@ -4,8 +4,9 @@
 own virtual environment for the others. `toy`: VBench's formulas with stand-ins the CPU-sized
 sprites world supports: small models trained on sprites (the `toy_scorers` recipe, resolved by
 toy_weights.py) for subject and background consistency, imaging quality, object class, multiple
-objects, colour and overall consistency, weightless block matching for dynamic degree and motion smoothness. The dimensions it cannot
-compute are in TOY_UNAVAILABLE with the reason. Toy values are never comparable with VBench's.
+objects, colour and overall consistency, weightless block matching for dynamic degree and motion
+smoothness. The dimensions it cannot compute are in TOY_UNAVAILABLE with the reason. Toy values
+are never comparable with VBench's.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ TOY_TRAINED = (
 def batch_defaults(device: str) -> tuple[int, int]:
     """(frames per image-backbone forward, frame pairs per flow forward) when not given: on a GPU
     large batches remove launch overhead (VBench's frame-by-frame DINO loop is launch-bound there);
-    on a CPU the forwards are compute-bound and large batches only add memory traffic."""
-    return (16, 2) if device == "cpu" else (64, 8)
+    on a CPU the forwards are compute-bound and large batches only add memory traffic (RAFT and
+    AMT-S at full resolution run fastest one pair at a time)."""
+    return (16, 1) if device == "cpu" else (64, 8)
 
 
 @dataclass
@@ -88,7 +90,7 @@ class ScoringOptions:
 
     device: str = "cpu"
     batch_size: int = 16  # frames per DINO / CLIP / sprites-model forward (MUSIQ: at most 2)
-    flow_batch_size: int = 2  # frame pairs per RAFT / AMT forward
+    flow_batch_size: int = 1  # frame pairs per RAFT / AMT forward
     weights: dict[str, str] = field(default_factory=dict)
     full_info: Path | None = None
     static_filter: bool = False
