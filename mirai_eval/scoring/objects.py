@@ -91,9 +91,10 @@ class Colour:
     aggregation: Aggregation = "video_mean"
 
     def score(self, video: Video, prompt: str) -> VideoScore:
+        named = named_objects(prompt)
         seen = matched = 0
         for frame in self.detections.of(video):
-            for colour, shape in named_objects(prompt):
+            for colour, shape in named:
                 if shape in _shapes(frame):
                     seen += 1
                     matched += (colour, shape) in frame

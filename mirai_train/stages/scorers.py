@@ -1,6 +1,6 @@
 """Stage `toy_scorers`: the small models of the toy scoring profile, trained on the sprites world.
 
-Two steps, both supervised by what the world knows about every frame:
+Three steps, each supervised by what the world knows about every frame:
 1. The sprites encoder (`mirai_eval/scoring/backbones/sprites_encoder.py`) on single frames: which
    sprites are visible (for each colour, the shape of the sprite of that colour or none), the background layout, its colours and
    the pillar's colour, and the quality of the frame after a random synthetic distortion (Gaussian
@@ -14,7 +14,7 @@ Two steps, both supervised by what the world knows about every frame:
    absent from a frame), under milder distortions than step 1: a detector reads shapes.
 Every frame goes through a yuv420 chroma round trip first, as a decoded mp4 does. Everything is a
 function of the recipe (clips from `data.base_seed`, draws from `optim.seed`), so one recipe gives
-the same weights on the same machine; the schedule is sized to train in about three minutes on one
+the same weights on the same machine; the schedule is sized to train in about four minutes on one
 CPU thread. The output is one weight file, `toy_scorers.safetensors`.
 """
 
