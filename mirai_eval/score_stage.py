@@ -279,11 +279,12 @@ def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progre
     for job in jobs:
         dims = plan.manifest.horizons[job.horizon].dimensions
         missing = [d for d in dims if scorer.result(store, job, d)[2] is None]
-        for dimension in [d for d in missing if scorer.outside_suite(job, d)]:
+        outside = {d for d in missing if scorer.outside_suite(job, d)}
+        for dimension in outside:
             assert job.key is not None
             signature = scorer.signatures[job.horizon][dimension]
             store.put_score(ScoreRecord(job.key, dimension, signature, math.nan, EXCLUDED + OUTSIDE_SUITE))
-        missing = [d for d in missing if not scorer.outside_suite(job, d)]
+        missing = [d for d in missing if d not in outside]
         native = [d for d in missing if kind_of(scorer.profile, d) == "native"]
         if native:
             _score_native(plan, job, native, store, scorer)
