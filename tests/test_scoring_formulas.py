@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,7 @@ from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.scoring.base import Excluded, VideoScore, aggregate
 from mirai_eval.scoring.consistency import frame_consistency
 from mirai_eval.scoring.dynamic import is_dynamic, sampled_indices
-from mirai_eval.scoring.flicker import flicker_score, top_mean
+from mirai_eval.scoring.flicker import byte_sum, flicker_score, top_mean
 from mirai_eval.scoring.objects import Colour, MultipleObjects, ObjectClass, SpriteDetections
 from mirai_eval.video import Video
 
@@ -39,6 +40,15 @@ def test_flicker_score_by_hand() -> None:
     assert flicker_score(frames) == pytest.approx((255 - 10) / 255)
     frames[2] = 40  # pair means 10 and 30 -> 20
     assert flicker_score(frames) == pytest.approx((255 - 20) / 255)
+
+
+def test_byte_sum_is_exact_at_any_size_and_at_the_uint16_edge() -> None:
+    generator = np.random.default_rng(0)
+    for size in (0, 1, 255, 256, 257, 256 * 7 + 13, 480 * 832 * 3):
+        values = generator.integers(0, 256, size, dtype=np.uint8)
+        assert byte_sum(values) == int(values.sum(dtype=np.int64))
+        saturated = np.full(size, 255, np.uint8)  # 256 rows of 255 per column: the uint16 maximum
+        assert byte_sum(saturated) == 255 * size
 
 
 def test_top_mean_uses_the_largest_magnitudes() -> None:

@@ -22,16 +22,30 @@ STATIC_KEEP_PER_PROMPT = 5
 
 def flicker_score(frames: torch.Tensor) -> float:
     """Mean over consecutive pairs of the per-pair mean absolute difference, mapped to [0, 1]."""
-    # Exact integer differences one pair at a time (no float copy of the whole video), in numpy:
-    # max - min stays in uint8, ~5x faster than through int16 and far faster than torch's per-pair
-    # ops, which stalled on a busy 2-thread pool (up to 100x).
-    array = frames.numpy()
-    per_pixel = array[0].size
-    sums = [
-        int((np.maximum(array[t], array[t - 1]) - np.minimum(array[t], array[t - 1])).sum(dtype=np.int64))
-        for t in range(1, len(array))
-    ]
+    # Exact integer differences, one pair at a time into two reused buffers (no float copy of the
+    # video, no per-pair allocation): |a - b| = max - min stays in uint8. numpy, single-threaded,
+    # because torch's per-pair ops stalled on a busy 2-thread pool (up to 100x).
+    array = frames.numpy().reshape(frames.shape[0], -1)
+    high, low = np.empty_like(array[0]), np.empty_like(array[0])
+    sums = []
+    for t in range(1, len(array)):
+        np.maximum(array[t], array[t - 1], out=high)
+        np.minimum(array[t], array[t - 1], out=low)
+        sums.append(byte_sum(np.subtract(high, low, out=high)))
+    per_pixel = array.shape[1]
     return (255.0 - sum(s / per_pixel for s in sums) / len(sums)) / 255.0
+
+
+def byte_sum(values: np.ndarray) -> int:
+    """Exact sum of a flat uint8 array: temporal flickering of an 81-frame 480x832 video takes
+    15 ms instead of 34 ms with `sum(dtype=int64)`.
+
+    Column sums over 256 rows fit in uint16 (256 * 255 < 2**16), and numpy vectorises that
+    row-wise add far better than a widening uint8 -> int64 reduction.
+    """
+    head = values.size - values.size % 256
+    columns = np.add.reduce(values[:head].reshape(256, -1), axis=0, dtype=np.uint16)
+    return int(columns.sum(dtype=np.int64)) + int(values[head:].sum(dtype=np.int64))
 
 
 @dataclass
