@@ -4,6 +4,11 @@ VBench's dynamic degree runs the original RAFT code on `raft-things.pth`. torchv
 `raft_large` is the same network under other parameter names; `convert_raft_state_dict` renames
 the original keys so the very same file loads, and `RaftFlow` reproduces the original input
 handling (replicate padding to a multiple of 8, centred; pixels mapped to [-1, 1]).
+
+Both the original code and torchvision's forward predict an upsampling mask and upsample the flow
+after every one of the 20 refinements, though only the last flow is used: about 14% of a
+pair's time at 480x832. `RaftFlow` runs the same refinements and upsamples once, at the end, so
+its flow is the last of torchvision's, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.optical_flow import raft_large
+from torchvision.models.optical_flow import RAFT, raft_large
+from torchvision.models.optical_flow.raft import make_coords_grid, upsample_flow
 
 _RENAMES = [
     (r"^fnet\.", "feature_encoder."),
@@ -46,7 +52,7 @@ def convert_raft_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torc
     return converted
 
 
-def load_raft(path: str | None) -> nn.Module:
+def load_raft(path: str | None) -> RAFT:
     """torchvision RAFT-large with the weights of an original `raft-things.pth` (random if path is None)."""
     model = raft_large(weights=None, progress=False)
     if path is not None:
@@ -58,7 +64,7 @@ def load_raft(path: str | None) -> nn.Module:
 class RaftFlow(nn.Module):
     """Flow between frame pairs given as float pixels in [0, 255], at the padded size as VBench keeps it."""
 
-    def __init__(self, raft: nn.Module, iterations: int = 20) -> None:
+    def __init__(self, raft: RAFT, iterations: int = 20) -> None:
         super().__init__()
         self.raft = raft
         self.iterations = iterations
@@ -69,4 +75,22 @@ class RaftFlow(nn.Module):
         padding = [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
         first = F.pad(first, padding, mode="replicate") / 127.5 - 1.0
         second = F.pad(second, padding, mode="replicate") / 127.5 - 1.0
-        return self.raft(first, second, num_flow_updates=self.iterations)[-1]
+        return self.final_flow(first, second)
+
+    def final_flow(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """torchvision's `RAFT.forward` step for step, keeping only the last refinement's flow."""
+        raft = self.raft
+        features = raft.feature_encoder(torch.cat([first, second], dim=0))
+        raft.corr_block.build_pyramid(*torch.chunk(features, chunks=2, dim=0))
+        hidden_size = raft.update_block.hidden_state_size
+        context_out = raft.context_encoder(first)
+        hidden, context = torch.split(context_out, [hidden_size, context_out.shape[1] - hidden_size], dim=1)
+        hidden, context = torch.tanh(hidden), F.relu(context)
+        batch, _, rows, columns = hidden.shape
+        coords0 = make_coords_grid(batch, rows, columns).to(first.device)
+        coords1 = coords0.clone()
+        for _ in range(self.iterations):
+            correlation = raft.corr_block.index_pyramid(centroids_coords=coords1)
+            hidden, delta = raft.update_block(hidden, context, correlation, coords1 - coords0)
+            coords1 = coords1 + delta
+        return upsample_flow(flow=coords1 - coords0, up_mask=raft.mask_predictor(hidden))
