@@ -56,6 +56,18 @@ def test_unreadable_files(tmp_path: Path, problem: str) -> None:
         decode(path)
 
 
+def test_a_video_without_frames_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "none.mp4"
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.height, stream.width, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()  # the header, then no frame
+        container.mux(stream.encode())
+    assert path.stat().st_size > 0
+    with pytest.raises(VideoError, match=r"none\.mp4: cannot be decoded .* regenerate"):
+        decode(path)
+
+
 def test_one_frame_and_unexpected_size_are_errors(tmp_path: Path) -> None:
     write_mp4(tmp_path / "one.mp4", _smooth_frames(1), fps=8)
     with pytest.raises(VideoError, match="has 1 frame"):
