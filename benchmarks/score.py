@@ -234,7 +234,7 @@ def main() -> None:
                 total = time.perf_counter() - started
                 times[name].total[side].append(total)
                 times[name].after_decode[side].append(total - decoded)
-                print(f"  {name:24} {side:6} {total:8.2f} s", flush=True)
+                print(f"  {name:24} {side:6} {total:8.3f} s", flush=True)
     loads.append(os.getloadavg()[0])
 
     console = Console()
@@ -257,7 +257,7 @@ def main() -> None:
         for side in SIDES:
             set_times[side] += entry.best(side) if side == "vbench" else min(entry.after_decode[side])
         console.print(
-            f"{name:26} {ours:8.2f} {theirs:9.2f} {floor:8.2f} {ours / theirs:12.2f} {ours / floor:11.2f}"
+            f"{name:26} {ours:8.3f} {theirs:9.3f} {floor:8.3f} {ours / theirs:12.2f} {ours / floor:11.2f}"
             f" {entry.paired_median('ours', 'vbench'):24.2f}"
         )
         vs_vbench = ours / theirs
@@ -277,7 +277,7 @@ def main() -> None:
     set_times["floor"] += decode_best
     ours, theirs, floor = (set_times[side] for side in SIDES)
     console.print(
-        f"{'the set (one decode)':26} {ours:8.2f} {theirs:9.2f} {floor:8.2f} {ours / theirs:12.2f} {ours / floor:11.2f}"
+        f"{'the set (one decode)':26} {ours:8.3f} {theirs:9.3f} {floor:8.3f} {ours / theirs:12.2f} {ours / floor:11.2f}"
     )
     rows.append(("the set: ours / vbench", f"{ours / theirs:.2f}x", "<= 1.0x", verdict(ours <= theirs)))
     rows.append(
