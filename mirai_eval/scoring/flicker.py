@@ -22,9 +22,9 @@ STATIC_KEEP_PER_PROMPT = 5
 
 def flicker_score(frames: torch.Tensor) -> float:
     """Mean over consecutive pairs of the per-pair mean absolute difference, mapped to [0, 1]."""
-    # Exact integer differences, one pair at a time into two reused buffers (no float copy of the
-    # video, no per-pair allocation): |a - b| = max - min stays in uint8. numpy, single-threaded,
-    # because torch's per-pair ops stalled on a busy 2-thread pool (up to 100x).
+    # Exact integer differences, one pair at a time into two reused frame buffers (no float copy
+    # of the video): |a - b| = max - min stays in uint8. numpy, single-threaded, because torch's
+    # per-pair ops stalled on a busy 2-thread pool (up to 100x).
     array = frames.numpy().reshape(frames.shape[0], -1)
     high, low = np.empty_like(array[0]), np.empty_like(array[0])
     sums = []
