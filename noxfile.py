@@ -83,13 +83,12 @@ def tables(session: nox.Session) -> None:
 
     `mirai-eval run` resumes from the store (only missing videos and scores are computed) and writes
     the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
-    manifests as arguments to regenerate only some. One torch thread: with more, CPU kernels may sum
-    in another order, and the committed tables must come out bit for bit on any machine.
+    manifests as arguments to regenerate only some. Toy runs use one torch thread whatever the
+    environment says (`generation.threads`), so the tables come out bit for bit on any machine.
     """
     from pathlib import Path
 
     session.install("-e", ".[dev]")
-    session.env["OMP_NUM_THREADS"] = "1"
     manifests = session.posargs or [
         str(path) for path in sorted(Path("manifests/toy").glob("*.yaml")) if "\ntables:" in path.read_text()
     ]

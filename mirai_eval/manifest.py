@@ -129,6 +129,10 @@ class Scoring(Strict):
 
 class Generation(Strict):
     device: str = "cpu"  # under torchrun, "cuda" means each rank's own GPU
+    # torch's intra-op threads for training, generation and scoring; None: 1 at the toy scale (CPU
+    # kernels sum in an order that depends on the thread count, and the committed toy tables must
+    # come out bit for bit on any machine), torch's default at the wan scale.
+    threads: int | None = Field(default=None, gt=0)
 
 
 class Manifest(Strict):

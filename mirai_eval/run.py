@@ -314,6 +314,28 @@ def execute(
     plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
 ) -> Path | None:
     """Run this process's slice, then (when it sees the whole plan) aggregate and render; returns results.json."""
+    threads = plan.manifest.generation.threads or (1 if plan.manifest.scale == "toy" else None)
+    with torch_threads(threads):
+        return _execute(plan, scorer, slice_, console, command)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (None: unchanged) for the block, then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute(
+    plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
+) -> Path | None:
     store, timings = Store(plan.manifest.store), Timings()
     device = init_distributed(slice_, plan.manifest.generation.device)
     with timings.stage("checkpoints"):
