@@ -13,8 +13,8 @@ import numpy as np
 SQRT3 = float(np.sqrt(3.0))
 
 
-def inside(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean mask, broadcast over dx and dy (e.g. [T, 1, W] and [T, H, 1] give [T, H, W])."""
+def inside(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float | np.ndarray) -> np.ndarray:
+    """Boolean mask, broadcast over dx, dy and radius (e.g. [T, 1, W] and [T, H, 1] give [T, H, W])."""
     ax, ay = np.abs(dx), np.abs(dy)
     if shape == "circle":
         return dx * dx + dy * dy <= radius * radius

@@ -1,0 +1,153 @@
+"""Ground-truth fidelity: does a video show what its prompt's scene says, measured without weights.
+
+Sprites are flat palette colours with exact shapes, so a video can be read back directly: every
+pixel takes its nearest palette colour (or none, when it is farther than `OFF_PALETTE`), and in each
+frame the largest connected blob of a named sprite's colour is fitted with every shape's template
+(`shapes.inside`) over a grid of radii around the blob's centroid. The sprite is visible with its
+colour and its shape when the named shape fits best and its intersection over union is at least
+`SHAPE_IOU`. A sprite half behind the pillar or half out of the frame does not count, so real clips
+score below 1 and a generator is judged against the real clips' score, not against 1.
+
+The measures (all shares in [0, 1]), per video:
+- visible: mean over the named sprites of the share of frames showing it with colour and shape;
+- colour_visible: the same with the colour only (a blob of at least `min_area` pixels);
+- unnamed: the share of frames with a blob of a palette colour the scene does not use anywhere;
+- off_palette: the share of pixels near no palette colour;
+- background: the share of pixels whose most frequent colour over the video is the scene's
+  background (or pillar) colour there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from mirai_train.world.config import SpritesConfig
+from mirai_train.world.fidelity import OFF_PALETTE
+from mirai_train.world.render import band_of_pixel, pixel_centres
+from mirai_train.world.scene import Scene
+from mirai_train.world.shapes import inside
+from mirai_train.world.vocabulary import COLOURS, PALETTE_RGB, SHAPES
+
+SHAPE_IOU = 0.6  # a clean render of a whole sprite fits its own template at IoU >= 0.9
+OFF = len(COLOURS)  # the label of an off-palette pixel
+PER_FRAME = np.zeros((3, 3, 3), dtype=bool)
+PER_FRAME[1] = True  # 8-connected blobs within a frame, never across frames
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    visible: float
+    colour_visible: float
+    unnamed: float
+    off_palette: float
+    background: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def palette_labels(video: np.ndarray) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> int [T, H, W]: the nearest palette colour's index, `OFF` when none is near."""
+    pixels = video.astype(np.float32)
+    distance = np.linalg.norm(pixels[..., None, :] - PALETTE_RGB.astype(np.float32), axis=-1)
+    return np.where(distance.min(axis=-1) > OFF_PALETTE, OFF, distance.argmin(axis=-1))
+
+
+def background_truth(scene: Scene) -> np.ndarray:
+    """[H, W] palette index of what is behind the sprites: background bands, and the pillar."""
+    bands = np.array([COLOURS.index(c) for c in scene.background.colours])
+    truth = bands[band_of_pixel(scene)].copy()
+    if scene.pillar is not None:
+        xs = pixel_centres(scene.width)
+        truth[:, (xs >= scene.pillar.left) & (xs < scene.pillar.right)] = COLOURS.index(scene.pillar.colour)
+    return truth
+
+
+def fit_radii(config: SpritesConfig) -> np.ndarray:
+    """Radii (pixels) the shape templates are fitted over: the world's range, widened by 40% each way."""
+    side = min(config.height, config.width)
+    return np.arange(0.6 * config.min_radius * side, 1.4 * config.max_radius * side + 0.25, 0.25)
+
+
+def shape_fit(blob: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """[len(SHAPES)] best IoU of a boolean [H, W] blob with each shape centred at its centroid.
+
+    Templates run past the frame's edges, so a blob cut by an edge fits worse than a whole one.
+    """
+    ys, xs = np.nonzero(blob)
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+    half = int(np.ceil(radii[-1])) + 1
+    x0, y0 = int(cx) - half, int(cy) - half
+    size = 2 * half + 1
+    window = np.zeros((size, size), dtype=bool)
+    height, width = blob.shape
+    top, left = max(y0, 0), max(x0, 0)
+    bottom, right = min(y0 + size, height), min(x0 + size, width)
+    window[top - y0 : bottom - y0, left - x0 : right - x0] = blob[top:bottom, left:right]
+    grid = np.arange(size, dtype=np.float64) + 0.5
+    dx, dy, r = (grid + x0 - cx)[None, None, :], (grid + y0 - cy)[None, :, None], radii[:, None, None]
+    area = window.sum()
+    best = np.empty(len(SHAPES))
+    for k, shape in enumerate(SHAPES):
+        template = inside(shape, dx, dy, r)  # [R, size, size]
+        overlap = (template & window).sum(axis=(1, 2))
+        best[k] = (overlap / (template.sum(axis=(1, 2)) + area - overlap)).max()
+    return best
+
+
+def min_area(config: SpritesConfig) -> float:
+    """Pixels a blob needs to count as a sprite: half the smallest sprite's bounding-circle area / pi."""
+    return 0.5 * (config.min_radius * min(config.height, config.width)) ** 2
+
+
+def measure(video: np.ndarray, scene: Scene, config: SpritesConfig) -> Fidelity:
+    """The measures of the module docstring for uint8 [T, H, W, 3] `video` against `scene`."""
+    labels = palette_labels(video)
+    frames = labels.shape[0]
+    smallest, radii = min_area(config), fit_radii(config)
+
+    def blobs(colour: int) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+        """Component ids [T, H, W] and (frame, id, area) of each frame's largest blob of `colour`."""
+        components, count = ndimage.label(labels == colour, structure=PER_FRAME)
+        if count == 0:
+            return components, []
+        areas = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        slices = ndimage.find_objects(components)
+        largest: dict[int, tuple[int, float]] = {}
+        for index, (where, area) in enumerate(zip(slices, areas, strict=True), start=1):
+            frame = int(where[0].start) if where is not None else -1
+            if area >= smallest and area > largest.get(frame, (0, 0.0))[1]:
+                largest[frame] = (index, float(area))
+        return components, [(t, i, a) for t, (i, a) in largest.items()]
+
+    visible, colour_visible = [], []
+    for sprite in scene.objects:
+        components, largest = blobs(COLOURS.index(sprite.colour))
+        shape = SHAPES.index(sprite.shape)
+        hits = 0
+        for t, index, _ in largest:
+            fit = shape_fit(components[t] == index, radii)
+            hits += int(fit.argmax() == shape and fit[shape] >= SHAPE_IOU)
+        visible.append(hits / frames)
+        colour_visible.append(len(largest) / frames)
+
+    used = {sprite.colour for sprite in scene.objects} | set(scene.background.colours)
+    if scene.pillar is not None:
+        used.add(scene.pillar.colour)
+    unnamed = np.zeros(frames, dtype=bool)
+    for colour in sorted(set(COLOURS) - used):
+        for t, _, _ in blobs(COLOURS.index(colour))[1]:
+            unnamed[t] = True
+
+    counts = np.stack([(labels == k).sum(axis=0) for k in range(OFF + 1)])  # [13, H, W]
+    background = float((counts.argmax(axis=0) == background_truth(scene)).mean())
+    return Fidelity(
+        visible=float(np.mean(visible)),
+        colour_visible=float(np.mean(colour_visible)),
+        unnamed=float(unnamed.mean()),
+        off_palette=float((labels == OFF).mean()),
+        background=background,
+    )
