@@ -59,37 +59,52 @@ def generate(
 
 @app.command()
 def fidelity(
-    checkpoints: Annotated[list[Path], typer.Option("--checkpoint", help="Checkpoint(s) to compare.")],
-    num: Annotated[int, typer.Option("--num", help="Videos per checkpoint (held-out sprites prompts).")] = 16,
+    chains: Annotated[
+        list[Path],
+        typer.Option("--chain", help="Toy chain file(s); every run trained into the store is measured."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for fidelity.md, fidelity.json and grids/.")],
+    store: Annotated[Path, typer.Option("--store", help="The store the chains were trained into.")] = Path(
+        "runs/store"
+    ),
+    num: Annotated[int, typer.Option("--num", help="Held-out sprites prompts (one video each).")] = 16,
+    steps: Annotated[int, typer.Option("--steps", help="Euler steps of the teacher and base model.")] = 48,
     seed: Seed = 0,
     device: Device = "cpu",
 ) -> None:
-    """Toy scale: the sprites Fréchet distance of each checkpoint's 5 s videos to real sprites clips."""
+    """Toy scale: the ground-truth fidelity report of every trained run of the chains, beside real
+    clips and codec reconstructions (named sprites visible, unnamed colours, off-palette, background,
+    sprites FD), with frame grids."""
     from rich.console import Console
-    from rich.progress import track
-    from rich.table import Table
 
-    from mirai_eval.generate import Generator
-    from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
-    from mirai_train.world.fidelity import sprites_fd
+    from mirai_eval.fidelity import fidelity_report, stage_of
+    from mirai_eval.plan import training_runs
+    from mirai_eval.run import torch_threads
+    from mirai_train.recipe import load_chain
 
-    table = Table("checkpoint", "sprites FD (lower is better)")
-    real_by_size: dict[tuple[int, int], list] = {}
-    for checkpoint in checkpoints:
-        generator = Generator.load(checkpoint, device=device)
-        video = generator.spec.video
-        config = SpritesConfig(height=video.height, width=video.width, fps=video.fps)
-        prompts = heldout_prompts(num, config)
-        size = (video.height, video.width)
-        if size not in real_by_size:
-            frames = generator.codec.pixel_frames(generator.latent_frames(5))
-            real_by_size[size] = [render(sample_scene(p.seed, config), frames) for p in prompts]
-        fake = [
-            generator.generate(p.prompt, 5, seed + i).numpy()
-            for i, p in enumerate(track(prompts, description=str(checkpoint)))
-        ]
-        table.add_row(str(checkpoint), f"{sprites_fd(fake, real_by_size[size]):.4f}")
-    Console().print(table)
+    checkpoints: dict[str, tuple[Path, str | None]] = {}
+    for chain in chains:
+        root = training_runs(store, chain)
+        for name, _, shortened in load_chain(chain):
+            path = root / name / "generator"
+            if not (path / "metadata.json").is_file():
+                typer.echo(f"skipping {chain.stem}/{name}: not trained into {root} (run its manifest first)")
+                continue
+            role = None  # the base model and the warm starts have no target of their own
+            if name == "teacher":
+                role = "teacher"
+            elif stage_of(path) == "dmd":
+                role = "dmd" if shortened is None else "quick_dmd"  # a quick chain shortens its runs
+            checkpoints[f"{chain.stem}/{name}"] = path, role
+    if not checkpoints:
+        typer.echo(f"error: no trained run of {', '.join(map(str, chains))} in {store}", err=True)
+        raise typer.Exit(code=1)
+    console = Console()
+    with torch_threads(1):  # the committed report comes out byte for byte on any machine
+        report = fidelity_report(
+            checkpoints, out, num=num, seed=seed, steps=steps, device=device, progress=console.log
+        )
+    typer.echo(report.read_text())
 
 
 @app.command()

@@ -1,0 +1,53 @@
+"""`mirai-eval fidelity` on tiny random checkpoints: the ceilings, the windows, the grids and the targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mirai_eval.fidelity import fidelity_report
+from mirai_train.checkpoint import Provenance, save_checkpoint
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.spec import CodecSpec, GeneratorSpec, TextEncoderSpec, TransformerSpec, VideoSpec
+from tests.conftest import TINY_TRANSFORMER
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny_checkpoint(out: Path, stage: str) -> Path:
+    spec = GeneratorSpec(
+        transformer=TransformerSpec(**{**TINY_TRANSFORMER, "in_channels": 48, "out_channels": 48}),
+        codec=CodecSpec(kind="pixel", spatial_factor=2, latent_channels=48),
+        text_encoder=TextEncoderSpec(kind="toy", dim=32, max_length=32),
+        video=VideoSpec(height=16, width=16),
+    )
+    weights = CausalWanTransformer(**spec.transformer_kwargs()).state_dict()
+    save_checkpoint(out, spec, weights, provenance=Provenance(source=f"mirai-train fit, stage {stage}"))
+    return out
+
+
+def test_report_of_a_teacher_and_a_student(tmp_path: Path) -> None:
+    checkpoints = {
+        "teacher": (tiny_checkpoint(tmp_path / "teacher", "teacher"), "teacher"),
+        "student": (tiny_checkpoint(tmp_path / "student", "dmd"), "dmd"),
+    }
+    markdown = fidelity_report(checkpoints, tmp_path / "report", num=2, steps=4)
+    rows = {
+        (r["label"], r["window"]): r
+        for r in json.loads((tmp_path / "report" / "fidelity.json").read_text())["rows"]
+    }
+    assert rows["real clips", "5s"]["measures"]["visible_of_real"] == 1.0
+    pixel = rows["codec pixel", "5s"]  # the pixel codec is lossless: its ceiling is the real clips'
+    assert pixel["measures"]["visible_of_real"] == 1.0 and pixel["misses"] == []
+    assert rows["teacher", "30s_last_5s"]["unavailable"].startswith("many-step sampler")
+    student = rows["student", "30s_last_5s"]
+    assert student["measures"]["off_palette"] > 0.2  # random weights draw noise
+    assert any(miss.startswith("visible_of_real") for miss in student["misses"])
+    for row in rows.values():
+        assert (row["grid"] is None) == (row["kind"] == "real" or row["unavailable"] is not None)
+        if row["grid"]:
+            assert (tmp_path / "report" / row["grid"]).is_file()
+    text = markdown.read_text()
+    assert "| codec pixel | 5s | " in text and "met |" in text and "missed: visible\\_of\\_real" in text
