@@ -376,6 +376,12 @@ def render_command(
     probes: Annotated[
         Path | None, typer.Option("--probes", help="A folder of probe images (png) to show in the report.")
     ] = None,
+    fidelity: Annotated[
+        Path | None,
+        typer.Option(
+            "--fidelity", help="A `mirai-eval fidelity` folder whose table and grids to show in the report."
+        ),
+    ] = None,
 ) -> None:
     """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
     from mirai_eval.manifest import load_manifest
@@ -421,6 +427,7 @@ def render_command(
             videos,
             images,
             drift_from_store(frame, spec.store, drift_horizon, clip_seconds),
+            fidelity,
         )
         typer.echo(f"wrote {index}")
 

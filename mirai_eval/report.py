@@ -10,6 +10,7 @@ probe images are copied next to `index.html`, so it can be zipped or served as i
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -169,6 +170,16 @@ def drift_plots(drift: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[
     return plots
 
 
+def fidelity_rows(folder: Path, out_dir: Path) -> list[dict[str, object]]:
+    """The rows of a fidelity report (fidelity.json), their frame grids copied next to the report."""
+    document = json.loads((folder / "fidelity.json").read_text(encoding="utf-8"))
+    rows = []
+    for row in document["rows"]:
+        grid = row["grid"] and _copy(folder / row["grid"], out_dir, "fidelity", Path(row["grid"]).name)
+        rows.append(row | {"grid": grid})
+    return rows
+
+
 def write_report(
     out_dir: Path,
     tables: Sequence[Table],
@@ -176,11 +187,13 @@ def write_report(
     videos: Mapping[str, Path],
     probe_images: Mapping[str, Path] | None = None,
     drift: pd.DataFrame | None = None,
+    fidelity: Path | None = None,
     title: str = "Video-Mirai harness report",
     per_pair: int = 2,
     templates: Path = TEMPLATES,
 ) -> Path:
-    """Write `out_dir/index.html`; `videos` maps a row's video key to its mp4, `probe_images` caption -> png."""
+    """Write `out_dir/index.html`; `videos` maps a row's video key to its mp4, `probe_images` caption -> png,
+    `fidelity` is a `mirai-eval fidelity` folder (its table and frame grids are shown)."""
     rows = check_frame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     probes = [
@@ -202,6 +215,7 @@ def write_report(
         pairs=side_by_side(rows, videos, out_dir, per_pair),
         drift=drift_plots(drift, rows, out_dir) if drift is not None else [],
         probes=probes,
+        fidelity=fidelity_rows(fidelity, out_dir) if fidelity is not None else [],
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from mirai_eval.fidelity import fidelity_report
+from mirai_eval.report import write_report
 from mirai_train.checkpoint import Provenance, save_checkpoint
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.spec import CodecSpec, GeneratorSpec, TextEncoderSpec, TransformerSpec, VideoSpec
 from tests.conftest import TINY_TRANSFORMER
+from tests.test_tables import make_rows, noisy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,3 +53,12 @@ def test_report_of_a_teacher_and_a_student(tmp_path: Path) -> None:
             assert (tmp_path / "report" / row["grid"]).is_file()
     text = markdown.read_text()
     assert "| codec pixel | 5s | " in text and "met |" in text and "missed: visible\\_of\\_real" in text
+    # The HTML report shows the same table and every grid, copied next to index.html.
+    index = write_report(
+        tmp_path / "html", [], make_rows(noisy(0.0), prompts=2), {}, fidelity=tmp_path / "report"
+    )
+    html = index.read_text()
+    assert "Ground-truth fidelity (toy scale)" in html and "<td>codec pixel</td>" in html
+    grids = [Path(row["grid"]).name for row in rows.values() if row["grid"]]
+    assert grids and all((tmp_path / "html" / "fidelity" / name).is_file() for name in grids)
+    assert all(f'src="fidelity/{name}"' in html for name in grids)
