@@ -21,7 +21,7 @@ from typing import Any
 import mirai_eval
 import mirai_train
 from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
-from mirai_train.checkpoint import CheckpointError, file_sha256, read_metadata
+from mirai_train.checkpoint import CheckpointError, content_sha256, file_sha256
 from mirai_train.config_files import ConfigError
 from mirai_train.recipe import chain_digest
 
@@ -207,7 +207,7 @@ def resolve_model(
             )
         return ModelSource(entry, checkpoint, entry.sha256, False)
     try:
-        actual = read_metadata(checkpoint).content_sha256
+        actual = content_sha256(checkpoint)
     except CheckpointError as error:
         problems.append(f"{file.where('models', i, 'checkpoint')}: {error}")
         return ModelSource(entry, checkpoint, None, True)

@@ -22,7 +22,7 @@ from mirai_eval.generate import Generator
 from mirai_eval.probe_readout import Readout, fit_readout, latent_patches, patches_to_latents
 from mirai_eval.probe_spec import DeltaResult, FitReport, ModelProbe, ProbeSpec, PromptFile, Value
 from mirai_eval.probe_sprites import PositionTally, tally_positions
-from mirai_train.checkpoint import read_metadata
+from mirai_train.checkpoint import content_sha256
 from mirai_train.losses.foresight import layer_at_fraction, official_layer_to_tap
 from mirai_train.sampling import FlowMatchSchedule, denoising_steps, rollout
 from mirai_train.world import (
@@ -271,7 +271,7 @@ def measure_model(
                 fit=fitted[d][1],
             )
         )
-    sha = read_metadata(checkpoint).content_sha256
+    sha = content_sha256(checkpoint)
     return ModelProbe(label, str(checkpoint), sha, probe.layer, probe.tap, results), probe, readouts
 
 

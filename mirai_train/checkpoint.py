@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
@@ -183,7 +184,8 @@ def read_metadata(checkpoint_dir: str | Path) -> CheckpointMetadata:
 
 
 def verify_checkpoint(checkpoint_dir: str | Path) -> CheckpointMetadata:
-    """Check that config and weights exist and match the sha256 recorded in metadata.json."""
+    """Check that config and weights exist, match the sha256 recorded in metadata.json, and that the
+    recorded content sha256 is the hash of those files (so it can key cached videos)."""
     root = Path(checkpoint_dir)
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a checkpoint directory (it does not exist or is a file)")
@@ -201,7 +203,50 @@ def verify_checkpoint(checkpoint_dir: str | Path) -> CheckpointMetadata:
                 f"{path}: sha256 {actual} does not match {expected} recorded in {METADATA}; "
                 "the file is corrupted or was changed after saving"
             )
+    content = _content_sha256(meta.files)
+    if meta.content_sha256 != content:
+        raise CheckpointError(
+            f"{root / METADATA}: content_sha256 {meta.content_sha256} is not the hash of the files it lists "
+            f"({content}); the metadata was edited after saving: restore it, or re-save the checkpoint"
+        )
     return meta
+
+
+_VERIFIED: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def content_sha256(checkpoint_dir: str | Path) -> str:
+    """The checkpoint's content sha256, computed from its files (never read on trust from metadata.json),
+    after checking that its config and weights can be loaded; cached by path, size and mtime.
+
+    This is what keys a checkpoint's videos in the store, so a checkpoint must be what it claims.
+    """
+    root = Path(checkpoint_dir).resolve()
+    stats = tuple(
+        (p.name, (stat := p.stat()).st_size, stat.st_mtime_ns) for p in sorted(root.iterdir()) if p.is_file()
+    )
+    key = (str(root), stats)
+    if key not in _VERIFIED:
+        meta = verify_checkpoint(root)
+        spec = load_spec(root)
+        for name in (WEIGHTS, EMA_WEIGHTS):
+            if name in meta.files:
+                check_weights(spec, weight_shapes(root / name), f"{root / name} (config {root / CONFIG})")
+        _VERIFIED[key] = _content_sha256(meta.files)
+    return _VERIFIED[key]
+
+
+def weight_shapes(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a safetensors file as an empty tensor of its shape on the meta device, from the
+    header alone; a truncated or unreadable file is a `CheckpointError` naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = handle.keys()  # a safe_open handle is not a mapping
+            return {k: torch.empty(handle.get_slice(k).get_shape(), device="meta") for k in names}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{path}: unreadable weights ({error}); the file is truncated or not safetensors"
+        ) from error
 
 
 def load_spec(checkpoint_dir: str | Path) -> GeneratorSpec:
@@ -268,7 +313,12 @@ def load_checkpoint(
     weights = root / (EMA_WEIGHTS if use_ema else WEIGHTS)
     if use_ema and EMA_WEIGHTS not in meta.files:
         raise CheckpointError(f"{weights}: this checkpoint has no EMA weights; load it without use_ema")
-    state_dict = load_file(weights, device=str(device))
+    try:
+        state_dict = load_file(weights, device=str(device))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{weights}: unreadable weights ({error}); the file is truncated or not safetensors"
+        ) from error
     if dtype is not None:
         state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     check_weights(spec, state_dict, f"{weights} (config {root / CONFIG})")

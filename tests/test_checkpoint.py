@@ -22,7 +22,9 @@ from mirai_train.checkpoint import (
     CheckpointError,
     Parent,
     Provenance,
+    _content_sha256,
     config_sha256,
+    content_sha256,
     file_sha256,
     load_checkpoint,
     load_spec,
@@ -160,12 +162,51 @@ def test_corrupted_file_fails_its_hash(
         load_checkpoint(out)
 
 
+def _rehash(out: Path) -> None:
+    """Recompute metadata.json's file hashes and content hash, as a hand fix after an edit would."""
+    meta = json.loads((out / METADATA).read_text())
+    meta["files"] = {name: file_sha256(out / name) for name in meta["files"]}
+    meta["content_sha256"] = _content_sha256(meta["files"])
+    (out / METADATA).write_text(json.dumps(meta))
+
+
 def _rewrite_config(out: Path, config: dict[str, object]) -> None:
     """Change config.json and re-hash it, as a hand edit followed by a metadata fix would."""
     (out / CONFIG).write_text(json.dumps(config))
+    _rehash(out)
+
+
+def test_a_forged_content_hash_is_caught(
+    saved: tuple[Path, GeneratorSpec, dict[str, Tensor], dict[str, Tensor]],
+) -> None:
+    """content_sha256 keys cached videos: one copied from another checkpoint must not be believed."""
+    out = saved[0]
     meta = json.loads((out / METADATA).read_text())
-    meta["files"][CONFIG] = file_sha256(out / CONFIG)
+    meta["content_sha256"] = "ab" * 32
     (out / METADATA).write_text(json.dumps(meta))
+    for check in (load_checkpoint, content_sha256):
+        with pytest.raises(CheckpointError, match=rf"{out / METADATA}: content_sha256 (ab)+ is not the hash"):
+            check(out)
+
+
+def test_truncated_weights_with_matching_metadata_name_the_file(
+    saved: tuple[Path, GeneratorSpec, dict[str, Tensor], dict[str, Tensor]],
+) -> None:
+    out = saved[0]
+    data = (out / WEIGHTS).read_bytes()
+    (out / WEIGHTS).write_bytes(data[: len(data) // 2])
+    _rehash(out)
+    for check in (load_checkpoint, content_sha256):
+        with pytest.raises(CheckpointError, match=rf"{out / WEIGHTS}: unreadable weights"):
+            check(out)
+
+
+def test_content_hash_is_computed_from_the_files(
+    saved: tuple[Path, GeneratorSpec, dict[str, Tensor], dict[str, Tensor]],
+) -> None:
+    out = saved[0]
+    files = {name: file_sha256(out / name) for name in (CONFIG, WEIGHTS, EMA_WEIGHTS)}
+    assert content_sha256(out) == _content_sha256(files) == read_metadata(out).content_sha256
 
 
 def test_config_that_does_not_match_the_weights(

@@ -160,3 +160,36 @@ def test_vbench_prompts_need_the_full_info_file_before_any_work(tmp_path: Path) 
     assert any(b.startswith("scoring.full_info: a vbench_standard prompt set needs") for b in blockers)
     blockers = scoring_blockers(load_manifest(broken).manifest)
     assert any("is not a readable VBench_full_info.json ('prompt_en')" in b for b in blockers)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "forged"])
+def test_validate_checks_checkpoints_before_anything_starts(
+    damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truncated weight file or a metadata.json whose content hash was edited: `validate` and `run`
+    exit 2 with one line naming the file, before any video is made."""
+    import hashlib
+    import json
+
+    from mirai_train.checkpoint import METADATA, WEIGHTS, Provenance, save_checkpoint
+    from tests.test_checkpoint import tiny_spec, tiny_weights
+
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec()
+    save_checkpoint(tmp_path / "ck", spec, tiny_weights(spec), provenance=Provenance(source="test"))
+    if damage == "truncated":
+        data = (tmp_path / "ck" / WEIGHTS).read_bytes()
+        (tmp_path / "ck" / WEIGHTS).write_bytes(data[:100])
+        expected = f"{tmp_path / 'ck' / WEIGHTS}: sha256"
+    else:
+        meta = json.loads((tmp_path / "ck" / METADATA).read_text())
+        meta["content_sha256"] = hashlib.sha256(b"another checkpoint").hexdigest()
+        (tmp_path / "ck" / METADATA).write_text(json.dumps(meta))
+        expected = f"{tmp_path / 'ck' / METADATA}: content_sha256"
+    prompts_sha = hashlib.sha256(b"a red circle\na blue square\n").hexdigest()
+    path = write(tmp_path, GOOD.format(sha=prompts_sha))
+    for command in (["validate"], ["run"]):
+        result = CliRunner().invoke(app, [*command, "--manifest", str(path)])
+        assert result.exit_code == 2, result.output
+        assert "models.0.checkpoint" in result.output and expected in result.output.replace("\n", "")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()
