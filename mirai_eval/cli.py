@@ -326,6 +326,13 @@ def ls_command(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="Show this manifest's plan against the store instead.")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Walk the whole store (decoding every video) and list damaged entries."),
+    ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="With --check: move damaged entries to <store>/quarantine/.")
+    ] = False,
 ) -> None:
     """What the store holds: videos per model and length, and how many scores each has."""
     from collections import Counter
@@ -334,6 +341,22 @@ def ls_command(
     from rich.table import Table
 
     from mirai_eval.store import Store
+
+    if check or repair:
+        content = Store(store)
+        damaged = content.damage()
+        for path, problem in damaged:
+            typer.echo(f"{path}: {problem}")
+            if repair:
+                content.quarantine(path, problem)
+                if path.suffix == ".mp4":  # its sidecar goes with it, so the video is generated again
+                    content.quarantine(path.with_suffix(".json"), "the sidecar of a quarantined video")
+        verdict = "moved to quarantine/" if repair else "run with --repair to quarantine them"
+        typer.echo(
+            f"{store}: {len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'}"
+            + (f"; {verdict}" if damaged else "")
+        )
+        raise typer.Exit(1 if damaged and not repair else 0)
 
     if manifest is not None:
         from mirai_eval.score_stage import make_scorer, scoring_blockers

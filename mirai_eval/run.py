@@ -32,7 +32,7 @@ from mirai_eval.plan import Job, ModelSource, Plan, make_jobs, training_runs
 from mirai_eval.rows import ScoreRow, to_frame
 from mirai_eval.score_stage import Scorer, score_jobs
 from mirai_eval.store import Store, atomic_write_text
-from mirai_train.checkpoint import git_revision, read_metadata
+from mirai_train.checkpoint import content_sha256, git_revision
 
 PACKAGES = (
     "video-mirai-harness", "torch", "torchvision", "diffusers", "transformers", "numpy", "decord", "av",
@@ -114,7 +114,7 @@ def built_checkpoints(sources: dict[str, ModelSource]) -> dict[str, ModelSource]
         if source.present:
             continue
         built[label] = dataclasses.replace(
-            source, content_sha256=read_metadata(source.checkpoint).content_sha256, present=True
+            source, content_sha256=content_sha256(source.checkpoint), present=True
         )
     return built
 
@@ -348,11 +348,18 @@ def _execute(
         plan.models = built_checkpoints(plan.models)
     plan.jobs = make_jobs(plan)
     mine = slice_.take(plan.jobs)
+    timings.counts["stray_files_removed"] = len(store.clean_strays())
+    timings.counts["generated"] = timings.counts["scored"] = 0
     with progress_bar(console) as progress:
-        with timings.stage("generate"):
-            timings.counts["generated"] = generate_jobs(plan, mine, store, device, progress)
-        with timings.stage("score"):
-            timings.counts["scored"] = score_jobs(plan, mine, store, scorer, progress)
+        for _ in range(3):  # a video quarantined while scoring is generated and scored again
+            quarantined = len(store.quarantined)
+            with timings.stage("generate"):
+                timings.counts["generated"] += generate_jobs(plan, mine, store, device, progress)
+            with timings.stage("score"):
+                timings.counts["scored"] += score_jobs(plan, mine, store, scorer, progress)
+            if len(store.quarantined) == quarantined:
+                break
+    timings.counts["quarantined"] = len(store.quarantined)
     timings.counts["jobs_in_slice"] = len(mine)
     if slice_.world > 1:
         import torch.distributed as dist

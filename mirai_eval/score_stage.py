@@ -170,9 +170,17 @@ class Scorer:
             )
         assert job.key is not None
         record = store.get_score(job.key, dimension, signature)
-        if record is None:
+        if record is None or self.stale_failure(store, record):
             return math.nan, None, None
         return record.value, record.error, signature
+
+    @staticmethod
+    def stale_failure(store: Store, record: ScoreRecord) -> bool:
+        """A failure computed on other bytes than the stored video's (regenerated, replaced, or from
+        before failures carried the hash) is not a result: it is scored again."""
+        if record.error is None or record.error.startswith(EXCLUDED):
+            return False
+        return not store.has_video(record.video) or record.video_sha256 != store.video_sha256(record.video)
 
 
 def make_scorer(manifest: Manifest, device: str) -> Scorer:
@@ -217,13 +225,8 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
     started = time.perf_counter()
     try:
         video = decode(store.video_path(job.key))
-    except VideoError as error:
-        for dimension in dims:
-            store.put_score(
-                ScoreRecord(
-                    job.key, dimension, scorer.signatures[job.horizon][dimension], math.nan, str(error)
-                )
-            )
+    except VideoError as error:  # a stored video always decoded when written: it was damaged since
+        store.quarantine_video(job.key, f"does not decode ({error})")
         return
     decoded = time.perf_counter() - started
     for dimension in dims:
@@ -243,7 +246,10 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
         except Excluded as reason:
             record = ScoreRecord(job.key, dimension, signature, math.nan, f"{EXCLUDED}{reason}")
         except (ValueError, RuntimeError) as error:
-            record = ScoreRecord(job.key, dimension, signature, math.nan, f"{type(error).__name__}: {error}")
+            record = ScoreRecord(
+                job.key, dimension, signature, math.nan, f"{type(error).__name__}: {error}",
+                video_sha256=store.video_sha256(job.key),
+            )  # fmt: skip
         store.put_score(record)
 
 
@@ -268,7 +274,10 @@ def _score_delegated(plan: Plan, jobs: list[Job], dims: list[str], store: Store,
             error = None if value is not None else f"vbench returned no {dimension} value for {job.name}"
             signature = scorer.signatures[job.horizon][dimension]
             value = math.nan if value is None else value
-            store.put_score(ScoreRecord(job.key, dimension, signature, value, error, seconds=seconds))
+            failed = store.video_sha256(job.key) if error is not None else None
+            store.put_score(
+                ScoreRecord(job.key, dimension, signature, value, error, seconds=seconds, video_sha256=failed)
+            )
 
 
 def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progress: Progress) -> int:

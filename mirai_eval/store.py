@@ -6,8 +6,13 @@
 
 Every file is written under a temporary name in its final directory and renamed into place, so a
 run killed at any moment leaves either the finished file or nothing (plus a stray temporary
-dot-file named by the dead process's pid, which nothing reads). A finished item is never written
-again; several ranks or shards can share one store because they own disjoint keys.
+dot-file named by the dead process's host and pid, which `clean_strays` removes at the next run's
+start). A finished item is never written again; several ranks or shards can share one store
+because they own disjoint keys.
+
+Reads are checked: an entry that cannot be parsed, or that disagrees with where it is stored, is
+moved aside into `quarantine/` (same relative path, plus `<name>.reason.txt`), reported once on
+stderr, and from then on is absent, so the run recomputes it and goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import hashlib
 import json
 import math
 import os
+import re
+import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +33,7 @@ from typing import Any
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary path beside `path`, flush it to disk, and rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
         write(tmp)
         with tmp.open("rb") as handle:
@@ -33,6 +41,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+STRAY = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp(\.part)?$")  # atomic_write's names
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -55,6 +76,9 @@ class ScoreRecord:
     count: int | None = None
     clips: list[float] | None = None  # per-clip values under the clips protocol (drift curves)
     seconds: float = 0.0
+    # A failure (NaN with an error) holds for the video bytes it was computed on: their sha256, so a
+    # regenerated or replaced video is scored again instead of inheriting the failure.
+    video_sha256: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -68,15 +92,57 @@ class ScoreRecord:
         return cls(**data)
 
 
+def score_file_name(dimension: str, signature: str) -> str:
+    """Signatures hold "/": the file is named by the dimension and the signature's hash."""
+    return f"{dimension}-{hashlib.sha256(signature.encode()).hexdigest()[:16]}.json"
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.quarantined: list[Path] = []  # moved aside by this process, in order
+
+    def quarantine(self, path: Path, reason: str) -> None:
+        """Move a damaged entry to quarantine/ with its reason and say so once; it is then absent."""
+        target = self.root / "quarantine" / path.relative_to(self.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.replace(target)
+        atomic_write_text(target.with_name(target.name + ".reason.txt"), reason + "\n")
+        self.quarantined.append(path)
+        print(f"store: {path}: {reason}; moved to {target}, it will be recomputed", file=sys.stderr)
+
+    def clean_strays(self) -> list[Path]:
+        """Remove the temporary files of writers on this host that are gone (killed mid-write)."""
+        host, removed = socket.gethostname(), []
+        for folder in ("videos", "scores"):
+            for path in (self.root / folder).rglob(".*.tmp*"):
+                match = STRAY.match(path.name)
+                if match and match["host"] == host and not _alive(int(match["pid"])):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
 
     def video_path(self, key: str) -> Path:
         return self.root / "videos" / key[:2] / f"{key}.mp4"
 
     def has_video(self, key: str) -> bool:
-        return self.video_path(key).is_file()
+        """The video and a readable sidecar are there (a damaged sidecar quarantines both)."""
+        path = self.video_path(key)
+        return path.is_file() and self._sidecar(path) is not None
+
+    def _sidecar(self, video: Path) -> dict[str, Any] | None:
+        info, problem = _read_sidecar(video.with_suffix(".json"))
+        if problem is not None:
+            self.quarantine(video, f"its sidecar is {problem}")
+            self.quarantine(video.with_suffix(".json"), problem)
+        return info
+
+    def quarantine_video(self, key: str, reason: str) -> None:
+        """A video that does not decode: it and its sidecar go aside, to be generated again."""
+        path = self.video_path(key)
+        self.quarantine(path, reason)
+        self.quarantine(path.with_suffix(".json"), f"the sidecar of a quarantined video ({reason})")
 
     def put_video(self, key: str, write: Callable[[Path], None], info: dict[str, Any]) -> Path:
         """Store a video; `info` (the sidecar) goes first, so a present video always has its sidecar."""
@@ -85,20 +151,24 @@ class Store:
         atomic_write(path, write)
         return path
 
-    def video_info(self, key: str) -> dict[str, Any]:
-        return dict(json.loads(self.video_path(key).with_suffix(".json").read_text(encoding="utf-8")))
+    def video_sha256(self, key: str) -> str:
+        digest = hashlib.sha256(self.video_path(key).read_bytes())
+        return digest.hexdigest()
 
     def score_path(self, key: str, dimension: str, signature: str) -> Path:
-        tag = hashlib.sha256(signature.encode()).hexdigest()[
-            :16
-        ]  # signatures hold "/"; keep file names plain
-        return self.root / "scores" / key[:2] / key / f"{dimension}-{tag}.json"
+        return self.root / "scores" / key[:2] / key / score_file_name(dimension, signature)
 
     def get_score(self, key: str, dimension: str, signature: str) -> ScoreRecord | None:
         path = self.score_path(key, dimension, signature)
         if not path.is_file():
             return None
-        return ScoreRecord.from_json(path.read_text(encoding="utf-8"))
+        return self._record(path)
+
+    def _record(self, path: Path) -> ScoreRecord | None:
+        record, problem = _read_record(path)
+        if problem is not None:
+            self.quarantine(path, problem)
+        return record
 
     def put_score(self, record: ScoreRecord) -> None:
         atomic_write_text(self.score_path(record.video, record.dimension, record.signature), record.to_json())
@@ -106,12 +176,61 @@ class Store:
     def videos(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every finished video's key and sidecar."""
         for path in sorted((self.root / "videos").glob("*/*.mp4")):
-            sidecar = path.with_suffix(".json")
-            if sidecar.is_file():
-                yield path.stem, json.loads(sidecar.read_text(encoding="utf-8"))
+            info = self._sidecar(path)
+            if info is not None:
+                yield path.stem, info
 
     def scores_of(self, key: str) -> list[ScoreRecord]:
-        return [
-            ScoreRecord.from_json(p.read_text(encoding="utf-8"))
-            for p in sorted((self.root / "scores" / key[:2] / key).glob("*.json"))
-        ]
+        paths = sorted((self.root / "scores" / key[:2] / key).glob("*.json"))
+        return [record for path in paths if (record := self._record(path)) is not None]
+
+    def damage(self) -> list[tuple[Path, str]]:
+        """Every damaged entry of the whole store with what is wrong, moving nothing (`mirai-eval ls
+        --check`): unreadable sidecars and score records, records stored under another item's path,
+        videos without a sidecar and videos that do not decode."""
+        from mirai_eval.video import VideoError, decode
+
+        found = []
+        for video in sorted((self.root / "videos").glob("*/*.mp4")):
+            problem = _read_sidecar(video.with_suffix(".json"))[1]
+            if problem is None:
+                try:
+                    decode(video)
+                except VideoError as error:
+                    problem = f"does not decode ({error})"
+            else:
+                problem = f"its sidecar is {problem}"
+            if problem is not None:
+                found.append((video, problem))
+        for path in sorted((self.root / "scores").glob("*/*/*.json")):
+            problem = _read_record(path)[1]
+            if problem is not None:
+                found.append((path, problem))
+        return found
+
+
+def _read_sidecar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the sidecar, None) or (None, what is wrong with it)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable ({type(error).__name__}: {error})"
+    if not isinstance(info, dict):
+        return None, f"not a JSON object but {type(info).__name__}"
+    return info, None
+
+
+def _read_record(path: Path) -> tuple[ScoreRecord | None, str | None]:
+    """(the score record, None) or (None, what is wrong with it), checked against its path."""
+    try:
+        record = ScoreRecord.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        return None, f"unreadable score record ({type(error).__name__}: {error})"
+    if path.parent.name != record.video or path.name != score_file_name(record.dimension, record.signature):
+        return (
+            None,
+            f"it records {record.video} {record.dimension} {record.signature}, not the item of its path",
+        )
+    return record, None

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -179,11 +180,55 @@ def test_two_shards_then_aggregate_equal_one_run(
     assert run(project, "sharded", "--shard", "1/2") is None
     results = run(project, "sharded")
     assert results is not None
-    assert results["timings"]["counts"] == {"generated": 0, "scored": 0, "jobs_in_slice": VIDEOS}  # type: ignore[index]
+    counts = {
+        "stray_files_removed": 0,
+        "generated": 0,
+        "scored": 0,
+        "quarantined": 0,
+        "jobs_in_slice": VIDEOS,
+    }
+    assert results["timings"]["counts"] == counts  # type: ignore[index]
     assert (project / "out-sharded" / "rows.jsonl").read_bytes() == reference
     assert (project / "out-sharded" / "tables" / "tiny.md").read_text() == (
         project / "out-reference" / "tables" / "tiny.md"
     ).read_text()
+
+
+def test_damaged_entries_are_quarantined_and_recomputed(
+    project: Path, reference: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Garbage in a score file, a truncated video and a killed writer's temporary file: the run names
+    each damaged entry, moves it to quarantine/, recomputes it and gives the reference rows."""
+    store = project / "store-damaged"
+    shutil.copytree(project / "store-reference", store)
+    videos = sorted(store.glob("videos/*/*.mp4"))
+    scores = sorted(store.glob("scores/*/*/*.json"))
+    scores[0].write_text("{not json")
+    videos[1].write_bytes(videos[1].read_bytes()[:200])  # truncated before it was scored
+    shutil.rmtree(store / "scores" / videos[1].stem[:2] / videos[1].stem)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stray = videos[2].with_name(f".{videos[2].name}.{socket.gethostname()}.{dead.stdout.strip()}.tmp.part")
+    stray.write_bytes(b"half a video")
+    results = run(project, "damaged")
+    assert results is not None
+    counts = results["timings"]["counts"]  # type: ignore[index]
+    assert counts["stray_files_removed"] == 1 and not stray.exists()
+    assert counts["generated"] == 1 and counts["quarantined"] == 3  # the score, the video and its sidecar
+    quarantine = store / "quarantine"
+    assert (
+        "unreadable score record"
+        in (quarantine / scores[0].relative_to(store)).with_suffix(".json.reason.txt").read_text()
+    )
+    assert (
+        "does not decode"
+        in (quarantine / videos[1].relative_to(store)).with_suffix(".mp4.reason.txt").read_text()
+    )
+    assert (project / "out-damaged" / "rows.jsonl").read_bytes() == reference
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["ls", "--store", str(store), "--check"])
+    assert result.exit_code == 0 and "0 damaged entries" in result.output
 
 
 def test_changed_checkpoint_is_refused_by_sha256(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
