@@ -33,7 +33,7 @@ from typing import Any
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary path beside `path`, flush it to disk, and rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
     try:
         write(tmp)
         with tmp.open("rb") as handle:
@@ -44,6 +44,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 STRAY = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp(\.part)?$")  # atomic_write's names
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary file names (no dots, so names parse back)."""
+    return socket.gethostname().replace(".", "-")
 
 
 def _alive(pid: int) -> bool:
@@ -114,7 +119,7 @@ class Store:
 
     def clean_strays(self) -> list[Path]:
         """Remove the temporary files of writers on this host that are gone (killed mid-write)."""
-        host, removed = socket.gethostname(), []
+        host, removed = _host(), []
         for folder in ("videos", "scores"):
             for path in (self.root / folder).rglob(".*.tmp*"):
                 match = STRAY.match(path.name)

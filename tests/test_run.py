@@ -209,7 +209,9 @@ def test_damaged_entries_are_quarantined_and_recomputed(
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    stray = videos[2].with_name(f".{videos[2].name}.{socket.gethostname()}.{dead.stdout.strip()}.tmp.part")
+    stray = videos[2].with_name(
+        f".{videos[2].name}.{socket.gethostname().replace('.', '-')}.{dead.stdout.strip()}.tmp.part"
+    )
     stray.write_bytes(b"half a video")
     results = run(project, "damaged")
     assert results is not None
