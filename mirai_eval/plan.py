@@ -32,6 +32,9 @@ GENERATION_SOURCES = (
     Path(mirai_train.__file__).parent / "sampling.py",
     Path(mirai_train.__file__).parent / "spec.py",
     *sorted((Path(mirai_train.__file__).parent / "models").glob("*.py")),
+    # The toy codec fits its basis on rendered sprites clips when it is built: the renderer decides
+    # decoded pixels too.
+    *sorted((Path(mirai_train.__file__).parent / "world").glob("*.py")),
 )
 
 

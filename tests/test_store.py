@@ -128,3 +128,21 @@ def test_stray_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> No
         path.write_bytes(b"x")
     assert store.clean_strays() == [gone]
     assert mine.exists() and elsewhere.exists()
+
+
+def test_every_source_the_toy_codec_runs_is_in_the_video_key() -> None:
+    """Building the sprites PCA codec renders clips to fit its basis: a change to the renderer changes
+    decoded pixels, so every module that build imports must be in the generation code version."""
+    import subprocess
+    import sys
+
+    from mirai_eval.plan import GENERATION_SOURCES
+
+    probe = (
+        "import sys; from mirai_train.models.codecs import SpritesPCACodec; SpritesPCACodec(8, 4, 16); "
+        "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) "
+        "if m.__name__.startswith('mirai_train.') and getattr(m, '__file__', None)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    used = {Path(line) for line in done.stdout.split() if "/world/" in line or "/models/" in line}
+    assert used and used <= {p.resolve() for p in GENERATION_SOURCES}
