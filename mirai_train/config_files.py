@@ -45,13 +45,47 @@ def read_yaml(path: Path | str) -> tuple[Any, dict[tuple[Any, ...], int]]:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(path, [f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from error
+        raise ConfigError(path, [_syntax_problem(path, text, error)]) from error
+    if data is None:
+        raise ConfigError(path, [f"{path}:1: the file is empty; it should hold a YAML mapping of settings"])
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _lines(node, (), lines)
     return data, lines
+
+
+def _syntax_problem(path: Path, text: str, error: yaml.YAMLError) -> str:
+    """'file:line: field: what', at the line where the broken construct starts (an unclosed bracket
+    is found by the parser only at a later key, where it says 'expected , or }')."""
+    problem = str(getattr(error, "problem", None) or error)
+    mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    line = mark.line + 1
+    context = getattr(error, "context", None)
+    found = getattr(error, "problem_mark", None)
+    detail = problem
+    if context is not None and found is not None:
+        detail = f"{context} (opened here), {problem} at line {found.line + 1}"
+    field = _field_at(text.splitlines(), mark.line)
+    return f"{path}:{line}: {field + ': ' if field else ''}not valid YAML: {detail}"
+
+
+def _field_at(lines: list[str], index: int) -> str:
+    """The dotted key path of block-style line `index`, from the keys of less indented lines above it."""
+    keys: list[str] = []
+    indent = None
+    for text in reversed(lines[: index + 1]):
+        stripped = text.lstrip(" -")
+        if not stripped or stripped.startswith("#") or ":" not in stripped:
+            continue
+        depth = len(text) - len(stripped)
+        if indent is None or depth < indent:
+            keys.append(stripped.split(":", 1)[0].strip())
+            indent = depth
+        if depth == 0:
+            break
+    return ".".join(reversed(keys))
 
 
 def describe(

@@ -37,7 +37,16 @@ def test_sections_missing_files_and_syntax(tmp_path: Path) -> None:
         load_model(tmp_path / "none.yaml", GeneratorSpec)
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [1, 2\n")
-    with pytest.raises(ConfigError, match=r"broken.yaml:\d+: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken.yaml:1: a: not valid YAML"):
+        load_model(broken, GeneratorSpec)
+    # An unclosed bracket is noticed at the next key; the message points at the bracket's line and field.
+    broken.write_text("name: t\nhorizons:\n  5s: {seconds: 5, prompts: p\n  30s: {seconds: 30}\nmodels: []\n")
+    with pytest.raises(
+        ConfigError, match=r"broken.yaml:3: horizons.5s: not valid YAML: while parsing a flow mapping"
+    ):
+        load_model(broken, GeneratorSpec)
+    broken.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml:1: the file is empty"):
         load_model(broken, GeneratorSpec)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
