@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from mirai_eval.plan import GENERATION_SOURCES, source_version
 from mirai_eval.probe_measure import (
     HELDOUT_OFFSET,
     TEACHER_OFFSET,
@@ -45,9 +46,20 @@ from mirai_eval.probe_measure import (
 from mirai_eval.probe_readout import Readout
 from mirai_eval.probe_render import Panel, draw_panel, write_tables
 from mirai_eval.probe_spec import ModelProbe, ProbeResult, ProbeSpec
+from mirai_eval.render import TEMPLATES
 from mirai_train.world import sample_scene
 
-__all__ = ["ProbeResult", "ProbeSpec", "run_probe"]
+__all__ = ["PROBE_CODE", "ProbeResult", "ProbeSpec", "run_probe"]
+
+# What decides a probe's results besides its spec and checkpoints: its code, the generation code it
+# rolls out with, and the templates of its tables (the store keys finished probes by it).
+PROBE_CODE = source_version(
+    [
+        *sorted(Path(__file__).parent.glob("probe*.py")),
+        *GENERATION_SOURCES,
+        *sorted(TEMPLATES.glob("probe.*.j2")),
+    ]
+)
 
 
 def image_panels(spec: ProbeSpec, frozen: Mapping[str, tuple[Frozen, dict[int, Readout]]]) -> list[Panel]:

@@ -379,15 +379,8 @@ def _execute(
         tables = render_tables(plan, rows, scorer, console)
     probe_files: dict[str, str] = {}
     if plan.manifest.probe is not None:
-        from mirai_eval.probe import run_probe
-
         with timings.stage("probe"):
-            models = plan.models
-            probe = run_probe(
-                plan.manifest.probe, {label: source.checkpoint for label, source in models.items()},
-                out / "probe", use_ema={label: source.entry.ema for label, source in models.items()}, device=device,
-            )  # fmt: skip
-        probe_files = {fmt: str(path) for fmt, path in probe.tables.items()} | {"json": str(probe.json)}
+            probe_files = stored_probe(plan, store, out / "probe", device, timings)
     document = results(
         plan,
         scorer,
@@ -398,6 +391,41 @@ def _execute(
     path = out / "results.json"
     atomic_write_text(path, json.dumps(document, indent=1) + "\n")
     return path
+
+
+def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timings) -> dict[str, str]:
+    """The manifest's probe from the store (keyed by its spec, the probed checkpoints' content and the
+    probe's code), computed first when absent; its files are copied to `out`."""
+    import shutil
+
+    from mirai_eval.plan import digest
+    from mirai_eval.probe import PROBE_CODE, run_probe
+
+    spec = plan.manifest.probe
+    assert spec is not None
+    probed = {m.model for m in spec.models} | {m.baseline for m in spec.models if m.baseline}
+    sources = {label: plan.models[label] for label in sorted(probed)}
+    key = digest(
+        {
+            "spec": spec.model_dump(mode="json"),
+            "models": {label: [s.content_sha256, s.entry.ema] for label, s in sources.items()},
+            "code": PROBE_CODE,
+        }
+    )
+    folder = store.probe_dir(key)
+    timings.counts["probed"] = 0
+    if not (folder / "probe.json").is_file():
+        store.put_probe(
+            key,
+            lambda tmp: run_probe(
+                spec, {label: s.checkpoint for label, s in sources.items()}, tmp,
+                use_ema={label: s.entry.ema for label, s in sources.items()}, device=device,
+            ),
+        )  # fmt: skip
+        timings.counts["probed"] = 1
+    shutil.copytree(folder, out, dirs_exist_ok=True)
+    files = {path.suffix[1:]: str(out / path.name) for path in sorted(folder.glob(f"{spec.name}.*"))}
+    return files | {"json": str(out / "probe.json")}
 
 
 def load_plan(

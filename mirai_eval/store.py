@@ -3,6 +3,7 @@
     videos/ab/<key>.mp4          a finished video (present = done)
     videos/ab/<key>.json         what it is: model, prompt, seed, checkpoint, seconds, time taken
     scores/ab/<key>/<dimension>-<sha256(signature)[:16]>.json    one scored (video, dimension)
+    probes/ab/<key>/             a finished probe (tables, images, probe.json) by checkpoints, spec, code
 
 Every file is written under a temporary name in its final directory and renamed into place, so a
 run killed at any moment leaves either the finished file or nothing (plus a stray temporary
@@ -22,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -120,13 +122,32 @@ class Store:
     def clean_strays(self) -> list[Path]:
         """Remove the temporary files of writers on this host that are gone (killed mid-write)."""
         host, removed = _host(), []
-        for folder in ("videos", "scores"):
-            for path in (self.root / folder).rglob(".*.tmp*"):
+        for folder in ("videos", "scores", "probes"):
+            for path in sorted((self.root / folder).rglob(".*.tmp*")):
                 match = STRAY.match(path.name)
                 if match and match["host"] == host and not _alive(int(match["pid"])):
-                    path.unlink(missing_ok=True)
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
                     removed.append(path)
         return removed
+
+    def probe_dir(self, key: str) -> Path:
+        return self.root / "probes" / key[:2] / key
+
+    def put_probe(self, key: str, write: Callable[[Path], object]) -> Path:
+        """Run `write(folder)` into a temporary folder, then rename it into place (present = done)."""
+        final = self.probe_dir(key)
+        tmp = final.with_name(f".{key}.{_host()}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            write(tmp)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
 
     def video_path(self, key: str) -> Path:
         return self.root / "videos" / key[:2] / f"{key}.mp4"

@@ -233,6 +233,40 @@ def test_damaged_entries_are_quarantined_and_recomputed(
     assert result.exit_code == 0 and "0 damaged entries" in result.output
 
 
+PROBE = """\
+probe:
+  seconds: 1.5
+  max_delta: 2
+  train_prompts: 2
+  heldout_prompts: 2
+  average_prompts: 1
+  continuations: 2
+  readout: {hidden: 16, steps: 5}
+  models: [{model: Base}, {model: Base + Video-Mirai, baseline: Base}]
+"""
+
+
+def test_a_finished_probe_is_reused_from_the_store(project: Path, reference: bytes) -> None:
+    """The probe is keyed by its spec, the checkpoints' content and its code: a rerun computes nothing."""
+    path = manifest(project, "probed")
+    path.write_text(path.read_text() + PROBE)
+
+    def probed() -> object:
+        os.chdir(project)
+        result = runner.invoke(app, ["run", "--manifest", str(path)])
+        assert result.exit_code == 0, result.output
+        document = json.loads((project / "out-probed" / "results.json").read_text())
+        return document["timings"]["counts"]["probed"]
+
+    assert probed() == 1
+    probe_json = (project / "out-probed" / "probe" / "probe.json").read_bytes()
+    shutil.rmtree(project / "out-probed")
+    assert probed() == 0
+    assert (project / "out-probed" / "probe" / "probe.json").read_bytes() == probe_json
+    assert (project / "out-probed" / "probe" / "probe.md").is_file()
+    assert (project / "out-probed" / "rows.jsonl").read_bytes() == reference
+
+
 def test_changed_checkpoint_is_refused_by_sha256(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = manifest(project, "pinned")
     text = path.read_text().replace("checkpoint: ck/base}", "checkpoint: ck/base, sha256: " + "ab" * 32 + "}")
