@@ -77,9 +77,13 @@ def bench_score(session: nox.Session) -> None:
     session.run("python", "benchmarks/score.py", *session.posargs)
 
 
+TOY_CHAINS = ("mirai_train/configs/toy/chain.yaml", "mirai_train/configs/toy/quickstart_chain.yaml")
+
+
 @nox.session(python=PYTHON)
 def tables(session: nox.Session) -> None:
-    """Regenerate tables/generated/ from the toy manifests' runs; fail when the committed tables differ.
+    """Regenerate tables/generated/ from the toy manifests' runs (and the toy chains' fidelity report);
+    fail when the committed tables differ.
 
     `mirai-eval run` resumes from the store (only missing videos and scores are computed) and writes
     the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
@@ -97,6 +101,9 @@ def tables(session: nox.Session) -> None:
     for manifest in manifests:
         session.run("mirai-eval", "run", "--manifest", manifest)
         session.run("mirai-eval", "render", "--manifest", manifest, "--out", "tables/generated")
+    if not session.posargs:  # the ground-truth fidelity report of every toy checkpoint the manifests trained
+        chains = [f"--chain={chain}" for chain in TOY_CHAINS]
+        session.run("mirai-eval", "fidelity", *chains, "--out", "tables/generated/toy_fidelity")
     changed = session.run(
         "git", "status", "--porcelain", "--", "tables/generated", external=True, silent=True
     )
