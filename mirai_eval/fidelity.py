@@ -123,9 +123,7 @@ def frame_grid(real: list[np.ndarray], videos: list[np.ndarray], path: Path) -> 
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, dtype=np.uint8))
     image = np.concatenate(rows[:-1], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST).save(
-        path
-    )
+    Image.fromarray(image).save(path, optimize=True)
 
 
 def measure_row(row: Row, scenes: list[Scene], real: list[np.ndarray], config: SpritesConfig) -> None:
