@@ -37,7 +37,7 @@ from mirai_train.world.scene import Scene
 from mirai_train.world.truth import Fidelity, measure
 
 WINDOWS = ("5s", "30s_last_5s")
-GRID_PROMPTS, GRID_FRAMES = 4, 8
+GRID_PROMPTS, GRID_FRAMES = 3, 6  # small enough to commit one grid per row
 
 # Issue 13's targets, on held-out prompts: a share of the real clips' named-sprite visibility, and
 # ceilings on the off-palette share and the sprites FD. Roles: "codec" for every codec row;
