@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mirai_eval.generate import Generator
+from mirai_eval.generate import Generator, to_frames
 from mirai_eval.store import atomic_write_text
 from mirai_train.checkpoint import read_metadata
 from mirai_train.models.codecs import VideoCodec, build_codec
@@ -79,11 +79,6 @@ class Row:
         return missed
 
 
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """[3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3], as `Generator.generate` writes frames."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-
-
 def stage_of(checkpoint: Path) -> str:
     """The training stage recorded in a checkpoint's provenance ('mirai-train fit, stage dmd')."""
     source = read_metadata(checkpoint).provenance.source
@@ -95,7 +90,8 @@ def many_step(generator: Generator, prompt: str, seed: int, steps: int, causal: 
     frames = generator.latent_frames(5)
     config = generator.rollout_config(frames)
     shape = (1, config.latent_channels, frames, config.latent_height, config.latent_width)
-    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    device = next(generator.model.parameters()).device
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)  # as on the CPU
     text = generator.text_encoder.encode([prompt])
     sampler = generator.spec.sampler
     schedule = FlowMatchSchedule(sampler.timestep_shift, sampler.num_train_timesteps)
@@ -106,7 +102,7 @@ def many_step(generator: Generator, prompt: str, seed: int, steps: int, causal: 
         generator.model, text, noise, ode_grid(schedule, steps, []), [], causal=causal,
         guidance_scale=sampler.guidance_scale, negative_text=negative, schedule=schedule,
     )[:, -1]  # fmt: skip
-    return to_uint8(generator.codec.decode(latents)[0])
+    return to_frames(generator.codec.decode(latents)[0]).numpy()
 
 
 def frame_grid(real: list[np.ndarray], videos: list[np.ndarray], path: Path) -> None:
@@ -165,7 +161,9 @@ def fidelity_report(
     for key, codec in codecs.items():
         name = f"codec {json.loads(key)['kind']}"
         for window in WINDOWS:
-            clips = [to_uint8(codec.decode(codec.encode(to_tensor(v)[None]))[0]) for v in real[window]]
+            clips = [
+                to_frames(codec.decode(codec.encode(to_tensor(v)[None]))[0]).numpy() for v in real[window]
+            ]
             rows.append(Row(name, "codec", window, "codec", clips))
 
     for label, generator in generators.items():

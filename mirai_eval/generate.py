@@ -25,6 +25,11 @@ from mirai_train.sampling import RolloutConfig, rollout
 from mirai_train.spec import GeneratorSpec
 
 
+def to_frames(video: Tensor) -> Tensor:
+    """A decoded video [3, T, H, W] in [-1, 1] -> uint8 frames [T, H, W, 3] on the CPU."""
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
+
 @dataclass
 class Generator:
     """A loaded checkpoint with its codec and text encoder: everything that turns text into video."""
@@ -100,8 +105,7 @@ class Generator:
             make_cache=self.make_cache(frames),
             on_block=on_block,
         ).latents
-        video = self.codec.decode(latents)[0]  # [3, T, H, W] in [-1, 1]
-        return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+        return to_frames(self.codec.decode(latents)[0])
 
     def write(self, frames: Tensor, out: Path | str) -> None:
         write_mp4(out, frames, fps=self.spec.video.fps)
