@@ -142,12 +142,14 @@ def fidelity_report(
     """Measure every checkpoint (label -> (directory, target role)) against real clips and each codec's
     reconstructions of them; writes fidelity.json, fidelity.md and grids/ under `out`."""
     generators = {label: Generator.load(path, device=device) for label, (path, _) in checkpoints.items()}
-    video = next(iter(generators.values())).spec.video
+    first = next(iter(generators.values()))
+    video = first.spec.video
     config = SpritesConfig(height=video.height, width=video.width, fps=video.fps)
     prompts = heldout_prompts(num, config)
     scenes = [sample_scene(p.seed, config) for p in prompts]
-    short = 1 + 4 * round(5 * config.fps / 4)  # 81 frames at 16 fps
-    long = 1 + 4 * round(30 * config.fps / 4)
+    short, long = (
+        first.codec.pixel_frames(first.latent_frames(s)) for s in (5, 30)
+    )  # 81, 481 frame-wise at 16 fps
     real = {
         "5s": [render(s, short) for s in scenes],
         "30s_last_5s": [render(s, long)[-short:] for s in scenes],

@@ -22,15 +22,21 @@ from mirai_train.world.vocabulary import PALETTE_RGB
 OFF_PALETTE = 48.0  # RGB distance beyond which a pixel belongs to no palette colour
 CHANGED = 24.0  # mean absolute RGB change that counts a pixel as changed between frames
 EPS = 1e-6
+OFF = len(PALETTE_RGB)  # the label of an off-palette pixel
+
+
+def palette_labels(video: np.ndarray) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> int [T, H, W]: the nearest palette colour's index, or `OFF` (12) when
+    none is within `OFF_PALETTE`."""
+    pixels = video.astype(np.float32)
+    distance = np.linalg.norm(pixels[..., None, :] - PALETTE_RGB.astype(np.float32), axis=-1)  # [T,H,W,12]
+    return np.where(distance.min(axis=-1) > OFF_PALETTE, OFF, distance.argmin(axis=-1))
 
 
 def video_features(video: np.ndarray) -> np.ndarray:
     """uint8 [T, H, W, 3] -> the 15 features of the module docstring."""
     pixels = video.astype(np.float32)
-    distance = np.linalg.norm(pixels[..., None, :] - PALETTE_RGB.astype(np.float32), axis=-1)  # [T,H,W,12]
-    nearest = distance.argmin(axis=-1)
-    off = distance.min(axis=-1) > OFF_PALETTE
-    label = np.where(off, len(PALETTE_RGB), nearest)
+    label = palette_labels(video)
     shares = np.bincount(label.ravel(), minlength=len(PALETTE_RGB) + 1) / label.size
     change = np.abs(np.diff(pixels, axis=0)).mean(axis=-1) > CHANGED
     relabel = label[1:] != label[:-1]

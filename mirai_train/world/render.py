@@ -27,6 +27,14 @@ def band_of_pixel(scene: Scene) -> np.ndarray:
     return np.broadcast_to(band[:, None] if along_rows else band[None, :], (scene.height, scene.width))
 
 
+def pillar_columns(scene: Scene) -> np.ndarray:
+    """[W] bool: the columns the pillar covers (none without a pillar)."""
+    xs = pixel_centres(scene.width)
+    if scene.pillar is None:
+        return np.zeros(scene.width, dtype=bool)
+    return (xs >= scene.pillar.left) & (xs < scene.pillar.right)
+
+
 def paint(scene: Scene, num_frames: int) -> np.ndarray:
     """[T, H, W] uint8 labels: sprite k -> k, the pillar -> N, background band b -> N + 1 + b."""
     n = len(scene.objects)
@@ -38,8 +46,7 @@ def paint(scene: Scene, num_frames: int) -> np.ndarray:
         dx = xs[None, None, :] - centres[:, k, 0, None, None]
         dy = ys[None, :, None] - centres[:, k, 1, None, None]
         labels[inside(sprite.shape, dx, dy, sprite.radius)] = k
-    if scene.pillar is not None:
-        labels[:, :, (xs >= scene.pillar.left) & (xs < scene.pillar.right)] = n
+    labels[:, :, pillar_columns(scene)] = n
     return labels
 
 

@@ -25,14 +25,13 @@ import numpy as np
 from scipy import ndimage
 
 from mirai_train.world.config import SpritesConfig
-from mirai_train.world.fidelity import OFF_PALETTE
-from mirai_train.world.render import band_of_pixel, pixel_centres
+from mirai_train.world.fidelity import OFF, palette_labels
+from mirai_train.world.render import band_of_pixel, pillar_columns
 from mirai_train.world.scene import Scene
 from mirai_train.world.shapes import inside
-from mirai_train.world.vocabulary import COLOURS, PALETTE_RGB, SHAPES
+from mirai_train.world.vocabulary import COLOURS, SHAPES
 
 SHAPE_IOU = 0.6  # a clean render of a whole sprite fits its own template at IoU >= 0.9
-OFF = len(COLOURS)  # the label of an off-palette pixel
 PER_FRAME = np.zeros((3, 3, 3), dtype=bool)
 PER_FRAME[1] = True  # 8-connected blobs within a frame, never across frames
 
@@ -49,20 +48,12 @@ class Fidelity:
         return asdict(self)
 
 
-def palette_labels(video: np.ndarray) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> int [T, H, W]: the nearest palette colour's index, `OFF` when none is near."""
-    pixels = video.astype(np.float32)
-    distance = np.linalg.norm(pixels[..., None, :] - PALETTE_RGB.astype(np.float32), axis=-1)
-    return np.where(distance.min(axis=-1) > OFF_PALETTE, OFF, distance.argmin(axis=-1))
-
-
 def background_truth(scene: Scene) -> np.ndarray:
     """[H, W] palette index of what is behind the sprites: background bands, and the pillar."""
     bands = np.array([COLOURS.index(c) for c in scene.background.colours])
     truth = bands[band_of_pixel(scene)].copy()
     if scene.pillar is not None:
-        xs = pixel_centres(scene.width)
-        truth[:, (xs >= scene.pillar.left) & (xs < scene.pillar.right)] = COLOURS.index(scene.pillar.colour)
+        truth[:, pillar_columns(scene)] = COLOURS.index(scene.pillar.colour)
     return truth
 
 
