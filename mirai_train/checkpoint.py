@@ -221,11 +221,10 @@ def content_sha256(checkpoint_dir: str | Path) -> str:
 
     This is what keys a checkpoint's videos in the store, so a checkpoint must be what it claims.
     """
-    root = Path(checkpoint_dir).resolve()
-    stats = tuple(
-        (p.name, (stat := p.stat()).st_size, stat.st_mtime_ns) for p in sorted(root.iterdir()) if p.is_file()
-    )
-    key = (str(root), stats)
+    root = Path(checkpoint_dir)
+    files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []  # none: verify says why
+    stats = tuple((p.name, (stat := p.stat()).st_size, stat.st_mtime_ns) for p in files)
+    key = (str(root.resolve()), stats)
     if key not in _VERIFIED:
         meta = verify_checkpoint(root)
         spec = load_spec(root)
@@ -308,7 +307,9 @@ def load_checkpoint(
 ) -> tuple[GeneratorSpec, CausalWanTransformer]:
     """The checkpoint's spec and its generator in eval mode; `dtype` None keeps the stored dtype."""
     root = Path(checkpoint_dir)
-    meta = verify_checkpoint(root) if verify else read_metadata(root)
+    if verify:
+        content_sha256(root)  # cached: a checkpoint already planned by its content is not hashed again
+    meta = read_metadata(root)
     spec = load_spec(root)
     weights = root / (EMA_WEIGHTS if use_ema else WEIGHTS)
     if use_ema and EMA_WEIGHTS not in meta.files:
