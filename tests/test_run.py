@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from mirai_eval.scoring.base import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
 from mirai_eval.scoring.toy_weights import stored_weights
 from mirai_train.cli import app as train_app
+from tests.test_probe import CONFIG as PROBE_CONFIG
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[1]
@@ -233,17 +235,10 @@ def test_damaged_entries_are_quarantined_and_recomputed(
     assert result.exit_code == 0 and "0 damaged entries" in result.output
 
 
-PROBE = """\
-probe:
-  seconds: 1.5
-  max_delta: 2
-  train_prompts: 2
-  heldout_prompts: 2
-  average_prompts: 1
-  continuations: 2
-  readout: {hidden: 16, steps: 5}
-  models: [{model: Base}, {model: Base + Video-Mirai, baseline: Base}]
-"""
+# test_probe's small probe, as a manifest section over this manifest's two models.
+PROBE = "probe:\n" + textwrap.indent(
+    PROBE_CONFIG.strip() + "\nmodels: [{model: Base}, {model: Base + Video-Mirai, baseline: Base}]\n", "  "
+)
 
 
 def test_a_finished_probe_is_reused_from_the_store(project: Path, reference: bytes) -> None:
