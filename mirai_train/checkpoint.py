@@ -185,8 +185,9 @@ def read_metadata(checkpoint_dir: str | Path) -> CheckpointMetadata:
 
 def verify_checkpoint(checkpoint_dir: str | Path) -> CheckpointMetadata:
     """Check that config and weights exist, match the sha256 recorded in metadata.json, and that the
-    recorded content sha256 is the hash of those files (so it can key cached videos)."""
-    root = Path(checkpoint_dir)
+    recorded content sha256 is the hash of those files (so it can key cached videos). Errors name
+    files by absolute path: a manifest's relative path means nothing to a reader in another folder."""
+    root = Path(checkpoint_dir).absolute()
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a checkpoint directory (it does not exist or is a file)")
     meta = read_metadata(root)
