@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 M = TypeVar("M", bound=nn.Module)
@@ -44,12 +44,22 @@ def _mesh(device_type: str, world_size: int) -> DeviceMesh:
     return init_device_mesh(device_type, (world_size,))
 
 
-def shard(module: M, device: torch.device) -> M:
-    """FSDP2 over all ranks: every entry of `module.blocks` first, then the root (in place)."""
+def shard(module: M, device: torch.device, *, mixed_precision: bool = False) -> M:
+    """FSDP2 over all ranks: every entry of `module.blocks` first, then the root (in place).
+
+    `mixed_precision`: bf16 parameters in forward and backward, gradients reduced in float32 (the
+    sharded float32 parameters stay the optimiser's master weights). The condition embedder (the
+    time embedding diffusers keeps in float32, and the text projection) is its own unit in float32.
+    """
     mesh = _mesh(device.type, dist.get_world_size())
+    bf16 = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    policy = bf16 if mixed_precision else MixedPrecisionPolicy()
+    embedder = getattr(module, "condition_embedder", None)
+    if mixed_precision and embedder is not None:
+        fully_shard(embedder, mesh=mesh, mp_policy=MixedPrecisionPolicy(param_dtype=torch.float32))
     for block in getattr(module, "blocks", ()):
-        fully_shard(block, mesh=mesh)
-    fully_shard(module, mesh=mesh)
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(module, mesh=mesh, mp_policy=policy)
     return module
 
 

@@ -76,6 +76,26 @@ class DistributedSpec(Strict):
     strategy: Literal["fsdp", "ddp"] = "fsdp"
 
 
+class PrecisionSpec(Strict):
+    """Numerics and memory of training; the release trains in bf16 under FSDP with gradient
+    checkpointing and TF32 (Self-Forcing's configs: `mixed_precision: true`,
+    `gradient_checkpointing: true`; its train.py turns TF32 on).
+
+    mixed_precision  bf16 compute with float32 master weights, optimiser states and losses: FSDP2's
+                     `MixedPrecisionPolicy` (bf16 parameters in forward and backward, gradients
+                     reduced in float32), and `torch.autocast` over every step in one process or
+                     DDP. The modules diffusers keeps in float32 (`_keep_in_fp32_modules`: the
+                     time embedding, RoPE, the norms and modulation tables) stay in float32.
+    tf32             TensorFloat-32 matmuls and convolutions on CUDA (ignored elsewhere).
+    gradient_checkpointing  recompute each transformer block in the backward instead of keeping
+                     its activations: the same gradients for about one more forward.
+    """
+
+    mixed_precision: bool = False
+    tf32: bool = False
+    gradient_checkpointing: bool = False
+
+
 class OdeSpec(Strict):
     """Teacher trajectories for ODE regression, sampled once at the start of the stage."""
 
@@ -126,6 +146,7 @@ class Recipe(Strict):
     data: DataSpec = DataSpec()
     optim: OptimSpec = OptimSpec()
     distributed: DistributedSpec = DistributedSpec()
+    precision: PrecisionSpec = PrecisionSpec()
     ode: OdeSpec | None = None
     dmd: DMDSpec | None = None
     foresight: ForesightSpec | None = None

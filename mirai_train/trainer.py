@@ -88,14 +88,17 @@ class Context:
         return spec, model.float()
 
     def parallel(self, module: M) -> M:
-        """`module` spread over the ranks as the recipe says: FSDP2-sharded under `strategy: fsdp`.
+        """`module` spread over the ranks as the recipe says (FSDP2-sharded under `strategy: fsdp`),
+        with the recipe's activation checkpointing and, sharded, its mixed precision.
 
         Stages call it before building a module's optimiser (sharding replaces the parameters),
         and only for modules that every rank runs in lockstep (a sharded forward is a collective).
         """
+        if hasattr(module, "gradient_checkpointing"):  # per transformer block (causal_wan.py)
+            module.gradient_checkpointing = self.recipe.precision.gradient_checkpointing
         if self.world_size == 1 or self.recipe.distributed.strategy == "ddp":
             return module
-        return shard(module, self.device)
+        return shard(module, self.device, mixed_precision=self.recipe.precision.mixed_precision)
 
     def generator(self, step: int, purpose: int = 0) -> torch.Generator:
         """Randomness of one step; identical on every rank (shared draws such as the exit step)."""
@@ -234,10 +237,17 @@ def fit(
         ema = EMA(optim.ema_weight) if optim.ema_weight is not None else None
         start = _resume(out / STATE, stage, ema, ctx)
         stop = optim.max_steps if max_steps is None else min(max_steps, optim.max_steps)
+        precision = recipe.precision
+        if precision.tf32:  # the release's train.py: TF32 matmuls and cuDNN convolutions
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        # bf16 compute over the whole step; autocast leaves the backward in the forward's dtypes.
+        # Sharded models get it from FSDP2's policy instead (Context.parallel).
+        autocast = precision.mixed_precision and not any(is_sharded(m) for m in stage.modules.values())
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
                 began = time.perf_counter()
-                logs = stage.step(step)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    logs = stage.step(step)
                 if ema is not None and step + 1 >= optim.ema_start_step and logs.get("generator_updated", 0):
                     ema.update(stage.modules[stage.generator_name])
                 logs["seconds"] = time.perf_counter() - began

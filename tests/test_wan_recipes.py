@@ -152,7 +152,8 @@ def test_models_have_the_1_3b_and_14b_shapes() -> None:
 def test_fsdp2_shards_the_wan_models_per_block(one_rank_group: None, tmp_path: Path) -> None:
     """The wan recipes' strategy (fsdp, the default) through `Context.parallel`, as the DMD stage calls it:
     the 1.3B student, the 14B real score and the predictor, built on the meta device, one FSDP2 unit
-    per transformer block and the root; the parameter count is kept (world size 2 pretended, one rank)."""
+    per transformer block and the root (and, in bf16, the float32 condition embedder); the parameter
+    count is kept (world size 2 pretended, one rank)."""
     r = recipe("dmd_cf_chunkwise_mirai")
     assert r.distributed.strategy == "fsdp"
     assert r.foresight is not None
@@ -164,11 +165,16 @@ def test_fsdp2_shards_the_wan_models_per_block(one_rank_group: None, tmp_path: P
         predictor = ForesightPredictor(
             dim=student.hidden_dim, teacher_dim=teacher.hidden_dim, num_heads=student.num_heads, depth=3
         )
+    assert r.precision.mixed_precision and r.precision.gradient_checkpointing
     for model, blocks in ((student, 30), (teacher, 40), (predictor, 3)):
         count = parameters(model)
         ctx.parallel(model)
         units = [m for m in model.modules() if is_sharded(m)]
-        assert len(units) == blocks + 1 and units[0] is model
+        # Under bf16, the condition embedder (kept in float32) is a unit of its own.
+        embedder = getattr(model, "condition_embedder", None)
+        assert len(units) == blocks + 1 + (embedder is not None) and units[0] is model
+        assert embedder is None or is_sharded(embedder)
+        assert getattr(model, "gradient_checkpointing", True)
         assert parameters(model) == count
 
 

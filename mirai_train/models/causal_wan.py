@@ -144,9 +144,14 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
             raise ValueError(f"tap/exit layer {tap_layer} is outside 1..{len(self.blocks)}")
 
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
-        temb, timestep_proj, context, _ = self.condition_embedder(
-            timestep.flatten(), encoder_hidden_states, timestep_seq_len=grid[0]
-        )
+        # The time and text embeddings run outside autocast, in their parameters' dtype: diffusers
+        # keeps the time embedder in float32 (`_keep_in_fp32_modules`), and so does bf16 training
+        # (mirai_train/parallel.py gives the embedder a float32 FSDP2 policy).
+        dtype = next(self.condition_embedder.parameters()).dtype
+        with torch.autocast(x.device.type, enabled=False):
+            temb, timestep_proj, context, _ = self.condition_embedder(
+                timestep.flatten(), encoder_hidden_states.to(dtype), timestep_seq_len=grid[0]
+            )
         modulation = timestep_proj.unflatten(2, (6, -1))  # [B, F, 6, D]
         positions = positions.to(x.device)
         attend = _SelfAttention(self, grid, positions, frame_mask, cache, write_cache)
