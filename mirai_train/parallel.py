@@ -50,9 +50,13 @@ def shard(module: M, device: torch.device, *, mixed_precision: bool = False) -> 
     `mixed_precision`: bf16 parameters in forward and backward, gradients reduced in float32 (the
     sharded float32 parameters stay the optimiser's master weights). The condition embedder (the
     time embedding diffusers keeps in float32, and the text projection) is its own unit in float32.
+    Inputs are not cast (a bf16 timestep would round 937.5 to 936): the trainer's autocast gives the
+    matmuls bf16 operands, and the blocks keep their norms and modulation in float32.
     """
     mesh = _mesh(device.type, dist.get_world_size())
-    bf16 = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    bf16 = MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False
+    )
     policy = bf16 if mixed_precision else MixedPrecisionPolicy()
     embedder = getattr(module, "condition_embedder", None)
     if mixed_precision and embedder is not None:

@@ -81,11 +81,11 @@ class PrecisionSpec(Strict):
     checkpointing and TF32 (Self-Forcing's configs: `mixed_precision: true`,
     `gradient_checkpointing: true`; its train.py turns TF32 on).
 
-    mixed_precision  bf16 compute with float32 master weights, optimiser states and losses: FSDP2's
-                     `MixedPrecisionPolicy` (bf16 parameters in forward and backward, gradients
-                     reduced in float32), and `torch.autocast` over every step in one process or
-                     DDP. The modules diffusers keeps in float32 (`_keep_in_fp32_modules`: the
-                     time embedding, RoPE, the norms and modulation tables) stay in float32.
+    mixed_precision  bf16 compute with float32 master weights, optimiser states and losses:
+                     `torch.autocast` over every step and, sharded, FSDP2's `MixedPrecisionPolicy`
+                     (bf16 parameters in forward and backward, gradients reduced in float32). The
+                     modules diffusers keeps in float32 (`_keep_in_fp32_modules`: the time
+                     embedding, RoPE, the norms and modulation tables) stay in float32.
     tf32             TensorFloat-32 matmuls and convolutions on CUDA (ignored elsewhere).
     gradient_checkpointing  recompute each transformer block in the backward instead of keeping
                      its activations: the same gradients for about one more forward.

@@ -240,9 +240,9 @@ def fit(
         precision = recipe.precision
         if precision.tf32:  # the release's train.py: TF32 matmuls and cuDNN convolutions
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        # bf16 compute over the whole step; autocast leaves the backward in the forward's dtypes.
-        # Sharded models get it from FSDP2's policy instead (Context.parallel).
-        autocast = precision.mixed_precision and not any(is_sharded(m) for m in stage.modules.values())
+        # bf16 compute over the whole step (autocast leaves the backward in the forward's dtypes);
+        # sharded models also gather their parameters in bf16 (FSDP2's policy, Context.parallel).
+        autocast = precision.mixed_precision
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
                 began = time.perf_counter()

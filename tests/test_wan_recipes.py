@@ -178,6 +178,36 @@ def test_fsdp2_shards_the_wan_models_per_block(one_rank_group: None, tmp_path: P
         assert parameters(model) == count
 
 
+def test_fsdp2_bf16_keeps_float32_masters_and_the_timestep(one_rank_group: None) -> None:
+    """FSDP2 under the bf16 policy plus autocast: a bf16 forward close to float32's, float32 gradients
+    on the float32 sharded parameters, and an unrounded timestep (bf16 would make 937.5 into 936)."""
+    from mirai_train.parallel import shard
+
+    kwargs = {
+        "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 16, "out_channels": 16,
+        "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 2, "rope_max_seq_len": 32,
+        "num_frame_per_block": 3,
+    }  # fmt: skip
+    torch.manual_seed(0)
+    reference = CausalWanTransformer(**kwargs)
+    model = CausalWanTransformer(**kwargs)
+    model.load_state_dict(reference.state_dict())
+    shard(model, torch.device("cpu"), mixed_precision=True)
+    x, text = torch.randn(1, 16, 6, 4, 4), torch.randn(1, 8, 16)
+    seen = []
+    model.condition_embedder.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.full((1,), 937.5), text).sample
+    assert out is not None and out.dtype == torch.bfloat16
+    out.float().pow(2).mean().backward()
+    expected = reference(x, torch.full((1,), 937.5), text).sample
+    assert expected is not None
+    assert 0 < ((out.float() - expected).norm() / expected.norm()).item() < 0.02
+    assert seen[0].dtype == torch.float32 and seen[0].eq(937.5).all()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+
+
 def test_a_mistyped_key_names_the_key_the_line_and_the_file(tmp_path: Path) -> None:
     source = (WAN / "dmd_cf_chunkwise_mirai.yaml").read_text()
     (tmp_path / "generator_chunkwise.yaml").write_text((WAN / "generator_chunkwise.yaml").read_text())
