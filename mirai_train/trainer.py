@@ -94,7 +94,7 @@ class Context:
         Stages call it before building a module's optimiser (sharding replaces the parameters),
         and only for modules that every rank runs in lockstep (a sharded forward is a collective).
         """
-        if hasattr(module, "gradient_checkpointing"):  # per transformer block (causal_wan.py)
+        if isinstance(module, CausalWanTransformer):  # per transformer block (causal_wan.py)
             module.gradient_checkpointing = self.recipe.precision.gradient_checkpointing
         if self.world_size == 1 or self.recipe.distributed.strategy == "ddp":
             return module
