@@ -43,4 +43,6 @@ def test_real_size_chunkwise_rollout_of_two_blocks() -> None:
     assert out.latents.shape == (1, 16, 2 * block, 4, 4)
     assert torch.isfinite(out.latents).all() and out.latents.std() > 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
-    print(f"\n1.3B on CPU: built in {built:.1f} s, 2-block rollout in {rolled:.1f} s, peak RSS {peak:.2f} GiB")
+    print(
+        f"\n1.3B on CPU: built in {built:.1f} s, 2-block rollout in {rolled:.1f} s, peak RSS {peak:.2f} GiB"
+    )
