@@ -129,12 +129,14 @@ class TeacherForcingSpec(Strict):
     """AR-diffusion training (Causal-Forcing stage 1): flow matching with clean context."""
 
     text_dropout: float = 0.1
+    terminal_share: float = Field(default=0.0, ge=0.0, le=1.0)  # pure-noise draws (losses/flow_matching.py)
 
 
 class TeacherSpec(Strict):
     """Toy bidirectional teacher pre-training (the wan scale uses pretrained Wan)."""
 
     text_dropout: float = 0.1  # empty prompt, so classifier-free guidance works
+    terminal_share: float = Field(default=0.0, ge=0.0, le=1.0)  # pure-noise draws (losses/flow_matching.py)
 
 
 class Recipe(Strict):

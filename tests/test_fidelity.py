@@ -34,7 +34,9 @@ def test_real_clips_are_close_and_noise_is_far() -> None:
     noise = [rng.integers(0, 256, (9, 32, 32, 3), dtype=np.uint8) for _ in range(8)]
     real_a, real_b = _real(range(0, 16)), _real(range(100, 116))
     assert sprites_fd(real_a, real_a) == pytest.approx(0.0, abs=1e-6)
-    assert sprites_fd(real_a, real_b) < 0.1 * sprites_fd(noise, real_b)  # measured: 0.14 vs 2.04
+    # Measured: 0.48 vs 2.47 (plain backgrounds: one colour fills most of a clip, so two sets of 16
+    # clips differ more in their colour shares than with banded backgrounds: 0.14 vs 2.04).
+    assert sprites_fd(real_a, real_b) < 0.25 * sprites_fd(noise, real_b)
 
 
 def test_frechet_needs_two_samples() -> None:

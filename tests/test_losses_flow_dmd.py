@@ -63,6 +63,30 @@ def test_draw_uses_the_shifted_schedule_and_the_seed() -> None:
     assert float(a.timestep.median()) == pytest.approx(833.3, abs=10)
 
 
+def test_a_terminal_share_of_draws_is_pure_noise() -> None:
+    """terminal_share: that share of draws at timestep 1000 (noisy = noise exactly), the rest shifted;
+    per block, whole blocks are terminal; 0 draws exactly what the plain draw does."""
+    x0 = torch.randn(4000, 1, 1, 1, 1)
+    draw = draw_flow_matching(
+        x0, FlowMatchSchedule(shift=5.0), generator=torch.Generator().manual_seed(3), terminal_share=0.25
+    )
+    terminal = draw.timestep == 1000
+    assert 0.22 < float(terminal.float().mean()) < 0.28
+    assert torch.equal(draw.noisy[terminal], draw.noise[terminal])
+    assert float(draw.timestep[~terminal].max()) < 1000
+    plain = draw_flow_matching(x0, FlowMatchSchedule(shift=5.0), generator=torch.Generator().manual_seed(3))
+    none = draw_flow_matching(
+        x0, FlowMatchSchedule(shift=5.0), generator=torch.Generator().manual_seed(3), terminal_share=0.0
+    )
+    assert torch.equal(plain.timestep, none.timestep) and torch.equal(plain.noise, none.noise)
+    blocks = draw_flow_matching(
+        torch.randn(400, 1, 6, 1, 1), FlowMatchSchedule(), block_frames=3, terminal_share=0.5,
+        generator=torch.Generator().manual_seed(4),
+    ).timestep  # fmt: skip
+    per_block = blocks.view(400, 2, 3) == 1000
+    assert torch.equal(per_block.all(-1), per_block.any(-1)) and 0.4 < float(per_block.float().mean()) < 0.6
+
+
 def test_draw_keeps_a_given_timestep() -> None:
     x0 = torch.randn(2, 4, 3, 2, 2)
     t = torch.tensor([20.0, 980.0])

@@ -82,17 +82,23 @@ def test_clean_prompt_matches_wan_whitespace_cleaning() -> None:
     assert clean_prompt("  a &amp;amp; b\n\tc  ") == "a & b c"
 
 
-def test_toy_encoder_is_a_per_word_lookup() -> None:
+def test_toy_encoder_mixes_each_word_with_its_neighbours() -> None:
     encoder = build_text_encoder(TextEncoderSpec(kind="toy", dim=8, max_length=4, seed=3))
     assert isinstance(encoder, ToyTextEncoder)
-    out = encoder.encode(["Red circle, red!", "", "a b c d e f"])
-    assert out.shape == (3, 4, 8)
-    torch.testing.assert_close(out[0, 0], out[0, 2])  # case and punctuation do not matter
-    assert not torch.equal(out[0, 0], out[0, 1])
+    out = encoder.encode(["Red circle, red!", "", "a b c d e f", "red"])
+    assert out.shape == (4, 4, 8)
     assert out[0, 3].eq(0).all() and out[1].eq(0).all()  # zero past the prompt's words
     assert out[2].abs().sum(-1).gt(0).all()  # truncated to max_length
+    v, n, p = encoder.word_vector, encoder.next_mix, encoder.previous_mix
+    torch.testing.assert_close(out[3, 0], v("red") / 3**0.5)  # case and punctuation do not matter
+    torch.testing.assert_close(out[0, 0], (v("red") + n @ v("circle")) / 3**0.5)
+    torch.testing.assert_close(out[0, 1], (v("circle") + n @ v("red") + p @ v("red")) / 3**0.5)
+    torch.testing.assert_close(n @ n.T, torch.eye(8), atol=1e-5, rtol=0)
+    # Word order matters: a bag of words could not bind a colour to its shape.
+    swapped = encoder.encode(["a red circle and a blue square", "a blue circle and a red square"])
+    assert not torch.allclose(swapped[0].sum(0), swapped[1].sum(0), atol=1e-3)
     other_seed = ToyTextEncoder(dim=8, max_length=4, seed=4)
-    assert not torch.equal(other_seed.encode(["red"])[0, 0], out[0, 0])
+    assert not torch.equal(other_seed.encode(["red"])[0, 0], out[3, 0])
 
 
 def test_toy_encoder_is_stable_across_processes() -> None:

@@ -97,7 +97,9 @@ def test_bounces_keep_speed_and_direction_between_walls() -> None:
                 turns = np.flatnonzero(np.sign(step[1:]) != np.sign(step[:-1])) + 1
                 at_turn = truth.centres[turns, k, axis]
                 assert np.all(np.minimum(at_turn - low, high - at_turn) <= speed + 1e-3)
-                near_turn = np.concatenate([turns - 1, turns, [len(step) - 1]])  # a turn may follow the end
+                # A turn may fall inside the first step (no step before it shows the sign change)
+                # or follow the last.
+                near_turn = np.concatenate([[0], turns - 1, turns, [len(step) - 1]])
                 steady = np.setdiff1d(np.arange(len(step)), near_turn)
                 assert np.allclose(np.abs(step[steady]), speed, atol=1e-3)
     wall = Sprite("red", "circle", 5.0, (50.0, 32.0), (16.0, 0.0), (5.0, 59.0, 5.0, 59.0))

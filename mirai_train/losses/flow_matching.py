@@ -38,6 +38,7 @@ def draw_flow_matching(
     block_frames: int | None = None,
     timestep: Tensor | None = None,
     generator: torch.Generator | None = None,
+    terminal_share: float = 0.0,
 ) -> FlowMatchingDraw:
     """Draw timesteps and noise for clean latents `x0` [B, C, F, H, W].
 
@@ -45,12 +46,19 @@ def draw_flow_matching(
     `block_frames=None` draws one per sample ([B]); `block_frames=k` draws one per block of k
     frames, repeated over the block's frames ([B, F]), so teacher forcing trains every block at
     its own noise level. A given `timestep` is used as is (the DMD critic passes the DMD draw).
+    `terminal_share`: that share of the draws is pure noise (timestep 1000), where sampling starts
+    and only the prompt can say what to draw; the shifted draw comes close but never gets there, so
+    a model can lean on the faint signal of the noisy input instead (Lin et al., "Common diffusion
+    noise schedules and sample steps are flawed", WACV 2024: train at the terminal level too).
     Everything is drawn on `x0`'s device, where `generator` must live.
     """
     batch, _, frames = x0.shape[:3]
     if timestep is None:
         draws = batch if block_frames is None else batch * _blocks(frames, block_frames)
         s = torch.rand(draws, generator=generator, device=x0.device)
+        if terminal_share > 0:
+            terminal = torch.rand(draws, generator=generator, device=x0.device) < terminal_share
+            s = torch.where(terminal, torch.ones_like(s), s)
         timestep = schedule.shifted(s) * schedule.num_train_timesteps
         if block_frames is not None:
             timestep = timestep.view(batch, -1).repeat_interleave(block_frames, dim=1)

@@ -2,7 +2,8 @@
 
 Wan conditions on UMT5-XXL's last hidden state, padded to 512 tokens and zeroed past each prompt's
 own tokens (EOS included); `UMT5TextEncoder` reproduces that from a local directory. `ToyTextEncoder`
-gives the toy scale the same interface with no weights: every word maps to a fixed random vector.
+gives the toy scale the same interface with no weights: every word maps to a fixed random vector,
+mixed with its neighbours' so that word order matters.
 """
 
 from __future__ import annotations
@@ -86,11 +87,19 @@ class UMT5TextEncoder:
 
 
 class ToyTextEncoder:
-    """Seeded hashed word embeddings: a word's vector depends only on (seed, word), in any process.
+    """Seeded hashed word embeddings, each mixed with its neighbours': a fixed contextual encoder.
 
-    Words are the lower-cased alphanumeric runs of the cleaned prompt; the vector is a standard
-    normal draw seeded by a BLAKE2b digest of the seed and the word (Python's `hash` is salted per
-    process, so it cannot be used).
+    Wan's UMT5 states are contextual, so "a red circle and a blue square" and "a blue circle and a
+    red square" condition differently. Per-word vectors alone would make a prompt a bag of words
+    (the DiT's cross-attention has no text positions), and no toy model could bind a colour to its
+    shape, a floor to its colour or a stripe to its place. So token j is
+    (v(w_j) + N v(w_{j+1}) + P v(w_{j-1})) / sqrt(3), with N and P fixed random orthogonal matrices
+    (a missing neighbour is zero): the word, what follows it and what precedes it stay linearly
+    separable ("red" in "a red circle" carries N v(circle)).
+
+    Words are the lower-cased alphanumeric runs of the cleaned prompt; a vector is a standard normal
+    draw seeded by a BLAKE2b digest of the seed and the word (Python's `hash` is salted per process,
+    so it cannot be used), and N and P are seeded by the seed alone.
     """
 
     def __init__(self, dim: int, max_length: int, seed: int, device: str | torch.device = "cpu") -> None:
@@ -99,6 +108,14 @@ class ToyTextEncoder:
         self.seed = seed
         self.device = torch.device(device)
         self._vectors: dict[str, Tensor] = {}
+        self.next_mix, self.previous_mix = (self._orthogonal(role) for role in ("next", "previous"))
+
+    def _orthogonal(self, role: str) -> Tensor:
+        """A fixed random orthogonal [dim, dim] matrix (QR of a seeded Gaussian, signs fixed by R's diagonal)."""
+        digest = hashlib.blake2b(f"{self.seed}\x00<{role}>".encode(), digest_size=8).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+        q, r = torch.linalg.qr(torch.randn(self.dim, self.dim, generator=generator, dtype=torch.float64))
+        return (q * torch.sign(torch.diagonal(r))).float()
 
     def word_vector(self, word: str) -> Tensor:
         if word not in self._vectors:
@@ -111,8 +128,13 @@ class ToyTextEncoder:
         out = torch.zeros(len(prompts), self.max_length, self.dim)
         for i, prompt in enumerate(prompts):
             words = re.findall(r"[a-z0-9]+", clean_prompt(prompt).lower())[: self.max_length]
-            for j, word in enumerate(words):
-                out[i, j] = self.word_vector(word)
+            if not words:
+                continue
+            vectors = torch.stack([self.word_vector(word) for word in words])  # [n, dim]
+            following = torch.cat([vectors[1:], vectors.new_zeros(1, self.dim)])
+            preceding = torch.cat([vectors.new_zeros(1, self.dim), vectors[:-1]])
+            mixed = vectors + following @ self.next_mix.T + preceding @ self.previous_mix.T
+            out[i, : len(words)] = mixed / 3**0.5
         return out.to(self.device)
 
 

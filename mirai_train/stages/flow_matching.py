@@ -26,6 +26,7 @@ class FlowMatchingStage:
         section = recipe.teacher_forcing if self.teacher_forcing else recipe.pretrain
         assert section is not None  # the recipe validator requires it
         self.text_dropout = section.text_dropout  # empty prompts, so classifier-free guidance works later
+        self.terminal_share = section.terminal_share
         self.model = ctx.parallel(trained_model(ctx).train())
         self.modules: dict[str, nn.Module] = {"generator": self.model}
         self.optimizers: dict[str, torch.optim.Optimizer] = {
@@ -49,8 +50,9 @@ class FlowMatchingStage:
             )
             text = torch.where(drop[:, None, None], self.empty, batch.text)
             draw = draw_flow_matching(
-                batch.latents, self.schedule, block_frames=block_frames, generator=generator
-            )
+                batch.latents, self.schedule, block_frames=block_frames, generator=generator,
+                terminal_share=self.terminal_share,
+            )  # fmt: skip
             if self.teacher_forcing:
                 flow = self.model(draw.noisy, draw.timestep, text, clean_context=batch.latents).sample
             else:
