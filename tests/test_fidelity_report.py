@@ -20,10 +20,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_checkpoint(out: Path, stage: str) -> Path:
     spec = GeneratorSpec(
-        transformer=TransformerSpec(**{**TINY_TRANSFORMER, "in_channels": 48, "out_channels": 48}),
-        codec=CodecSpec(kind="pixel", spatial_factor=2, latent_channels=48),
+        transformer=TransformerSpec(**{**TINY_TRANSFORMER, "in_channels": 192, "out_channels": 192}),
+        codec=CodecSpec(kind="pixel", spatial_factor=4, latent_channels=192),
         text_encoder=TextEncoderSpec(kind="toy", dim=32, max_length=32),
-        video=VideoSpec(height=16, width=16),
+        # 32x32: at 16x16 a sprite is a few pixels, and noise shows "sprites" of the named colours
+        video=VideoSpec(height=32, width=32),
     )
     weights = CausalWanTransformer(**spec.transformer_kwargs()).state_dict()
     save_checkpoint(out, spec, weights, provenance=Provenance(source=f"mirai-train fit, stage {stage}"))
