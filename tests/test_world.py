@@ -169,6 +169,17 @@ def test_dataset_shards_are_disjoint_and_cover_the_range() -> None:
         SpritesDataset(11, CONFIG, base_seed=HELDOUT_BASE_SEED)
 
 
+def test_the_toy_manifests_prompt_file_is_the_worlds_heldout_set() -> None:
+    """manifests/toy/prompts/sprites_heldout.txt is `heldout_prompts(64)` of the default world: a change
+    of the world (its layouts, sizes, vocabulary) must rewrite it, or the toy tables would prompt
+    scenes the generators never trained on."""
+    path = Path(__file__).parents[1] / "manifests/toy/prompts/sprites_heldout.txt"
+    expected = [p.prompt for p in heldout_prompts(64, SpritesConfig())]
+    assert path.read_text().splitlines() == expected, (
+        "rewrite it: write_prompt_file(heldout_prompts(64, SpritesConfig()), path), then its sha256 pins"
+    )
+
+
 def test_heldout_prompts_are_fixed_distinct_and_written(tmp_path: Path) -> None:
     prompts = heldout_prompts(8, CONFIG)
     assert prompts == heldout_prompts(8, CONFIG)
