@@ -242,11 +242,10 @@ def fit(
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         # bf16 compute over the whole step (autocast leaves the backward in the forward's dtypes);
         # sharded models also gather their parameters in bf16 (FSDP2's policy, Context.parallel).
-        autocast = precision.mixed_precision
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
                 began = time.perf_counter()
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision.mixed_precision):
                     logs = stage.step(step)
                 if ema is not None and step + 1 >= optim.ema_start_step and logs.get("generator_updated", 0):
                     ema.update(stage.modules[stage.generator_name])

@@ -92,7 +92,7 @@ def _with(recipe: Path, out: Path, **sections: dict[str, object]) -> Path:
 def test_gradient_checkpointing_changes_no_gradient(
     chain: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Recomputing every block in the backward gives bit-identical training (modules and optimisers)."""
+    """Recomputing every block in the backward trains every module bit for bit as without it."""
     from mirai_train.models import causal_wan
 
     recipe = write_recipes(tmp_path)[name]
