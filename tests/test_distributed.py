@@ -65,7 +65,15 @@ STRATEGIES = ("fsdp", "ddp")
 RESUMED = "dmd_mirai_resumed"  # dmd_mirai under FSDP2, stopped after step 1 (a generator step) and resumed
 STEPS = 2  # dmd_mirai (dfake_gen_update_ratio 2): a generator step, then a replay step; critic on both
 GRADIENT_RTOL = 1e-4  # per tensor, in norm; measured <= 1e-5 (1 vs 2 threads, local sums vs all-reduce)
-WEIGHT_ATOL = 0.1  # in units of lr; measured <= 0.03
+# The critic's last gradient (step 2) is taken at weights that carry Adam's amplified rounding of
+# step 1 (below): measured 1.8e-3 between 1 and 2 threads of one process.
+CRITIC_GRADIENT_RTOL = 1e-2
+WEIGHT_ATOL = 0.1  # in units of lr, for all but a few entries per tensor
+# Adam's first update is lr * sign(gradient): an entry whose step-1 gradient is at the rounding floor
+# moves by lr one way or the other. Measured: 2 of the critic's 73,728 patch-embedding entries, 1.8 lr
+# apart, between 1 and 2 threads of one process. A missing all-reduce moves most entries by ~lr.
+WEIGHT_OUTLIERS = 1e-3  # the share of a tensor's entries allowed past WEIGHT_ATOL
+WEIGHT_OUTLIER_ATOL = 4.0  # in units of lr: two updates of at most about lr / sqrt(1 - beta2**2) each
 
 
 def free_port() -> int:
@@ -167,7 +175,8 @@ def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name:
 
     beta1 is 0 in these recipes, so AdamW's `exp_avg` is the last (averaged, clipped) gradient. Adam
     divides by |gradient|: an entry whose gradient is at the rounding floor can move by a fraction of
-    `lr` either way, hence the weights' tolerance in units of `lr`. A missing or wrong all-reduce
+    `lr` either way, hence the weights' tolerance in units of `lr` (with a few outliers allowed), and
+    the critic's looser gradient tolerance (its last gradient is taken at such weights). A missing or wrong all-reduce
     gives rank 0's own gradient, off by about its own size, and weights off by about `lr`. The EMA
     (weight 0.5) of such weights is within the same tolerance.
     """
@@ -180,16 +189,22 @@ def test_two_ranks_train_what_one_rank_trains(runs: Path, two_ranks: Path, name:
     for module in one["optimizers"]:
         ours, reference = two["optimizers"][module]["state"], one["optimizers"][module]["state"]
         assert ours.keys() == reference.keys()
+        tolerance = CRITIC_GRADIENT_RTOL if module == "critic" else GRADIENT_RTOL
         for index, state in reference.items():
             gradient = state["exp_avg"]
             error = (ours[index]["exp_avg"] - gradient).norm() / gradient.norm().clamp_min(1e-30)
-            assert error <= GRADIENT_RTOL, f"{module} parameter {index}: relative gradient error {error:.1e}"
+            assert error <= tolerance, f"{module} parameter {index}: relative gradient error {error:.1e}"
     lr = load_recipe(runs / "one_rank" / f"{name}.yaml").optim.lr
     for module, weights in [*one["modules"].items(), ("ema", one["ema"])]:
         ours = two["modules"][module] if module != "ema" else two["ema"]
         assert ours.keys() == weights.keys()
         for key, value in weights.items():
-            torch.testing.assert_close(ours[key], value, rtol=0, atol=WEIGHT_ATOL * lr, msg=f"{module}.{key}")
+            error = (ours[key] - value).abs() / lr
+            outliers = (error > WEIGHT_ATOL).float().mean().item()
+            assert outliers <= WEIGHT_OUTLIERS, (
+                f"{module}.{key}: {outliers:.1e} of entries off by > {WEIGHT_ATOL} lr"
+            )
+            assert error.max() <= WEIGHT_OUTLIER_ATOL, f"{module}.{key}: off by {error.max():.2f} lr"
 
 
 def test_fsdp_resume_is_bit_identical(two_ranks: Path) -> None:
