@@ -50,7 +50,7 @@ from mirai_eval.scoring.dynamic import sampled_indices
 from mirai_eval.scoring.flicker import flicker_score
 from mirai_eval.scoring.preprocess import clip_input, dino_input, musiq_input
 from mirai_eval.scoring.profiles import ScoringOptions, batch_defaults, build_plan
-from mirai_eval.video import Video, decode
+from mirai_train.video import Video, decode
 from tests.vbench_parity import fixtures
 
 DIMS = "subject_consistency,background_consistency,temporal_flickering,dynamic_degree,imaging_quality"

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mirai_eval.video import write_mp4
 from mirai_train.checkpoint import load_checkpoint
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import VideoCodec, build_codec
@@ -23,6 +22,7 @@ from mirai_train.models.rolling_sink import RollingSinkCache
 from mirai_train.models.text_encoders import TextEncoder, build_text_encoder
 from mirai_train.sampling import RolloutConfig, rollout
 from mirai_train.spec import GeneratorSpec
+from mirai_train.video import write_mp4
 
 
 def to_frames(video: Tensor) -> Tensor:

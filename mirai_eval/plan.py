@@ -28,7 +28,7 @@ from mirai_train.recipe import chain_digest
 # The code a rollout runs through: a change in any of these files changes every video key.
 GENERATION_SOURCES = (
     Path(mirai_eval.__file__).parent / "generate.py",
-    Path(mirai_eval.__file__).parent / "video.py",
+    Path(mirai_train.__file__).parent / "video.py",
     Path(mirai_train.__file__).parent / "sampling.py",
     Path(mirai_train.__file__).parent / "spec.py",
     *sorted((Path(mirai_train.__file__).parent / "models").glob("*.py")),

@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 import mirai_eval
+import mirai_train
 from mirai_eval.manifest import Horizon, Manifest
 from mirai_eval.plan import Job, Plan, digest, source_version
 from mirai_eval.scoring import toy_weights
@@ -41,11 +42,11 @@ from mirai_eval.scoring.profiles import (
 )
 from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
 from mirai_eval.store import ScoreRecord, Store
-from mirai_eval.video import VideoError, decode
 from mirai_train.checkpoint import file_sha256
+from mirai_train.video import VideoError, decode
 
 SCORING_SOURCES = (
-    Path(mirai_eval.__file__).parent / "video.py",
+    Path(mirai_train.__file__).parent / "video.py",
     *sorted((Path(mirai_eval.__file__).parent / "scoring").rglob("*.py")),
 )
 # Hashed at import, next to the import of the scoring code (as plan.GENERATION_CODE): a file edited

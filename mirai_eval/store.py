@@ -214,7 +214,7 @@ class Store:
         """Every damaged entry of the whole store with what is wrong, moving nothing (`mirai-eval ls
         --check`): unreadable sidecars and score records, records stored under another item's path,
         videos without a sidecar and videos that do not decode."""
-        from mirai_eval.video import VideoError, decode
+        from mirai_train.video import VideoError, decode
 
         found = []
         for video in sorted((self.root / "videos").glob("*/*.mp4")):

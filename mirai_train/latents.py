@@ -257,8 +257,8 @@ def encode_videos(
     finished by the same command; `captions.jsonl` comes last. `advance(video, skipped)` is called
     after each clip (the CLI's progress bar).
     """
-    from mirai_eval.video import decode
     from mirai_train.models.codecs import build_codec
+    from mirai_train.video import decode
     from mirai_train.world.render import to_tensor
 
     clips = read_captions(captions)

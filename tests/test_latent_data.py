@@ -16,7 +16,6 @@ import yaml
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from mirai_eval.video import decode, write_mp4
 from mirai_train.cli import app
 from mirai_train.config_files import ConfigError
 from mirai_train.data import TrainingData
@@ -25,6 +24,7 @@ from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.recipe import DataSpec, load_recipe
 from mirai_train.spec import GeneratorSpec
 from mirai_train.trainer import fit
+from mirai_train.video import decode, write_mp4
 from mirai_train.world import SpritesConfig, sample_scene
 from mirai_train.world.dataset import clip_seed
 from mirai_train.world.render import render, to_tensor

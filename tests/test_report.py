@@ -13,7 +13,7 @@ import pytest
 
 from mirai_eval.report import write_report
 from mirai_eval.tables import TableSpec, build_table
-from mirai_eval.video import write_mp4
+from mirai_train.video import write_mp4
 from tests.test_tables import BASE, MIRAI, make_rows, noisy
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,7 +14,7 @@ from mirai_eval.scoring.consistency import frame_consistency
 from mirai_eval.scoring.dynamic import is_dynamic, sampled_indices
 from mirai_eval.scoring.flicker import byte_sum, flicker_score, top_mean
 from mirai_eval.scoring.objects import Colour, MultipleObjects, ObjectClass, SpriteDetections
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 
 def test_consistency_formula_clamps_negative_cosines() -> None:

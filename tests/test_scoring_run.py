@@ -15,7 +15,7 @@ from mirai_eval.scoring.profiles import ScoringOptions, build_plan
 from mirai_eval.scoring.runner import ScoreRequest, score_folder
 from mirai_eval.scoring.videos import list_videos
 from mirai_eval.scoring.weights import MissingWeightsError, resolve_weights
-from mirai_eval.video import Video, write_mp4
+from mirai_train.video import Video, write_mp4
 
 
 def _frames(count: int, height: int = 32, width: int = 64, step: int = 4) -> torch.Tensor:

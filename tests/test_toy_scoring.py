@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mirai_eval.cli import app
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE, ScoringOptions, ScoringPlan, build_plan
-from mirai_eval.video import Video, write_mp4
+from mirai_train.video import Video, write_mp4
 from mirai_train.world import SpritesConfig, clip_seed, render, sample_scene
 from mirai_train.world.dataset import HELDOUT_BASE_SEED
 from mirai_train.world.scene import Scene

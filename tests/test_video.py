@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mirai_eval.video import VideoError, decode, write_mp4
+from mirai_train.video import VideoError, decode, write_mp4
 
 
 def _smooth_frames(count: int, height: int = 48, width: int = 64) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 Aggregation = Literal["frame_weighted", "video_mean"]
 

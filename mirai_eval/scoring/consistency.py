@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks, clip_dtype, clip_input, dino_input
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 
 def frame_consistency(features: torch.Tensor) -> VideoScore:

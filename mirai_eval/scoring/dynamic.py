@@ -17,7 +17,7 @@ from torch import Tensor
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.flicker import top_mean
 from mirai_eval.scoring.preprocess import chunks
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 RAFT_MIN_SIDE = 128  # torchvision's RAFT needs 1/8-resolution feature maps of at least 16
 

@@ -15,7 +15,7 @@ import torch
 from mirai_eval.scoring.backbones.raft import RaftFlow
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.preprocess import chunks
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 STATIC_KEEP_PER_PROMPT = 5
 

@@ -15,7 +15,7 @@ from torch import nn
 from mirai_eval.scoring.backbones.musiq import Musiq
 from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks, musiq_input
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 # A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px); beyond 2
 # frames a forward the activations leave the caches: on this 2-core CPU (quiet) 8 frames of

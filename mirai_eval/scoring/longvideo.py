@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mirai_eval.scoring.base import Dimension, Excluded, VideoScore
-from mirai_eval.video import MIN_FRAMES, Video
+from mirai_train.video import MIN_FRAMES, Video
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from mirai_eval.scoring.backbones.amt import AmtS
 from mirai_eval.scoring.base import Aggregation, VideoScore
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 PAD_MULTIPLE = 16
 

@@ -25,7 +25,7 @@ import torch
 from mirai_eval.scoring.backbones.sprites_detector import SpritesDetector
 from mirai_eval.scoring.base import Aggregation, Excluded, VideoScore, video_mean_score
 from mirai_eval.scoring.videotext import middle_indices
-from mirai_eval.video import Video
+from mirai_train.video import Video
 from mirai_train.world.vocabulary import named_objects
 
 FRAMES = 16  # VBench's detection dimensions read 16 middle-sampled frames

@@ -38,7 +38,7 @@ from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
 from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
 from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder, VideoTextConsistency, VideoTextEmbedder
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
-from mirai_eval.video import MIN_SIDE
+from mirai_train.video import MIN_SIDE
 
 Profile = Literal["vbench", "toy"]
 NATIVE = (

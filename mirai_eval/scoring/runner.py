@@ -17,7 +17,7 @@ from mirai_eval.scoring.flicker import STATIC_KEEP_PER_PROMPT
 from mirai_eval.scoring.longvideo import Protocol, score_clips
 from mirai_eval.scoring.profiles import Profile, ScoringOptions, ScoringPlan, build_plan
 from mirai_eval.scoring.videos import VideoEntry, list_videos
-from mirai_eval.video import VideoError, decode
+from mirai_train.video import VideoError, decode
 
 
 @dataclass

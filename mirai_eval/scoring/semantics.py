@@ -17,7 +17,7 @@ from torch import nn
 
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.preprocess import chunks, clip_dtype, clip_input, clip_pil_input
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 
 def aesthetic_head(path: str | None) -> nn.Linear:

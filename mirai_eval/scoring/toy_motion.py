@@ -17,7 +17,7 @@ from torch import Tensor
 
 from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 
 @dataclass

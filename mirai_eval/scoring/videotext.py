@@ -23,7 +23,7 @@ from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText
 from mirai_eval.scoring.backbones.viclip import ViClip
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.preprocess import CLIP_MEAN, CLIP_STD
-from mirai_eval.video import Video
+from mirai_train.video import Video
 
 FRAMES = 8
 

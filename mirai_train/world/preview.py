@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirai_eval.video import write_mp4
+from mirai_train.video import write_mp4
 from mirai_train.world.config import SpritesConfig
 from mirai_train.world.render import render
 from mirai_train.world.scene import sample_scene

@@ -12,7 +12,7 @@ import torch
 
 from mirai_eval.scoring.backbones.amt import AmtS
 from mirai_eval.scoring.backbones.dino import DinoViT
-from mirai_eval.video import write_mp4
+from mirai_train.video import write_mp4
 
 HUB_DINO = Path(torch.hub.get_dir()) / "facebookresearch_dino_main"
 STYLE_PROMPT = "A beautiful coastal beach in spring, waves lapping on sand, Van Gogh style"

@@ -13,7 +13,7 @@ import torch
 
 from mirai_eval.scoring.base import aggregate
 from mirai_eval.scoring.profiles import ScoringOptions, build_plan
-from mirai_eval.video import decode
+from mirai_train.video import decode
 
 from . import fixtures
 
@@ -225,7 +225,7 @@ def test_motion_smoothness(videos: list[Path], workdir: Path) -> None:
 
     from mirai_eval.scoring.backbones.amt import load_amt
     from mirai_eval.scoring.motion import centred_padding
-    from mirai_eval.video import write_mp4
+    from mirai_train.video import write_mp4
 
     # Besides the shared videos: an odd frame count, and the smallest sides AMT-S handles (pad to 128).
     odd = workdir / "motion" / f"{fixtures.STYLE_PROMPT}-2.mp4"
