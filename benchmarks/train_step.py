@@ -43,8 +43,8 @@ from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.recipe import Recipe, load_recipe
 from mirai_train.spec import GeneratorSpec
+from mirai_train.stages.base import Context
 from mirai_train.stages.dmd import DMDStage
-from mirai_train.trainer import Context
 
 TOY = Path(__file__).parents[1] / "mirai_train/configs/toy"
 VARIANTS = {"plain": TOY / "dmd_sf_chunkwise.yaml", "foresight": TOY / "dmd_sf_chunkwise_mirai.yaml"}

@@ -55,7 +55,8 @@ from mirai_train.parallel import (
 )
 from mirai_train.recipe import load_recipe
 from mirai_train.spec import GeneratorSpec
-from mirai_train.trainer import STATE, Context, adamw, fit
+from mirai_train.stages.base import Context, adamw
+from mirai_train.trainer import STATE, fit
 from tests.training_recipes import GENERATOR, TEACHER, write_recipes
 
 REPO = Path(__file__).parents[1]

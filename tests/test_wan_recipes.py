@@ -24,8 +24,8 @@ from mirai_train.parallel import is_sharded
 from mirai_train.recipe import Recipe, load_recipe
 from mirai_train.sampling import denoising_steps
 from mirai_train.spec import GeneratorSpec, TextEncoderSpec
+from mirai_train.stages.base import Context
 from mirai_train.stages.common import require_same
-from mirai_train.trainer import Context
 
 WAN = Path(__file__).parents[1] / "mirai_train/configs/wan"
 TEACHER = "imported/wan2.1-t2v-14b"

@@ -5,16 +5,19 @@ ode_init            Self-Forcing warm start: regress the causal student on teach
 ar_teacher_forcing  Causal-Forcing stage 1: AR diffusion with clean context (teacher forcing)
 causal_ode          Causal-Forcing stage 2: ODE regression on the AR teacher's causal trajectories
 dmd                 Self-Forcing DMD on the student's own rollout, optionally with the foresight loss
+
+Every stage stands on `base.py` (`Context`, `Stage`, the optimiser helpers); the trainer stands on
+this registry. The arrows point one way: trainer -> stages -> base.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from mirai_train.stages.base import Context, Stage
 from mirai_train.stages.dmd import DMDStage
 from mirai_train.stages.flow_matching import FlowMatchingStage
 from mirai_train.stages.ode import ODEStage
-from mirai_train.trainer import Context, Stage
 
 STAGES: dict[str, Callable[[Context], Stage]] = {
     "teacher": FlowMatchingStage,

@@ -6,7 +6,7 @@ import torch
 
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.spec import GeneratorSpec
-from mirai_train.trainer import Context
+from mirai_train.stages.base import Context
 
 
 def trained_model(ctx: Context) -> CausalWanTransformer:

@@ -36,8 +36,8 @@ from mirai_train.losses import (
 )
 from mirai_train.models.predictor import ForesightPredictor
 from mirai_train.sampling import FlowMatchSchedule, RolloutConfig, denoising_steps, rollout
+from mirai_train.stages.base import Context, adamw, optimizer_step
 from mirai_train.stages.common import frozen, require_same, trained_model
-from mirai_train.trainer import Context, adamw, optimizer_step
 
 
 class DMDStage:

@@ -12,8 +12,8 @@ from torch import nn
 
 from mirai_train.losses import draw_flow_matching, flow_matching_loss
 from mirai_train.sampling import FlowMatchSchedule
+from mirai_train.stages.base import Context, adamw, optimizer_step
 from mirai_train.stages.common import trained_model
-from mirai_train.trainer import Context, adamw, optimizer_step
 
 
 class FlowMatchingStage:

@@ -18,8 +18,8 @@ from rich.progress import track
 from torch import nn
 
 from mirai_train.sampling import FlowMatchSchedule, denoising_steps, ode_grid, ode_trajectory
+from mirai_train.stages.base import Context, adamw, optimizer_step
 from mirai_train.stages.common import frozen, require_same, trained_model
-from mirai_train.trainer import Context, adamw, optimizer_step
 
 TRAJECTORY_NOISE = 999  # a generator purpose of its own: trajectory i's noise, whatever the step
 
