@@ -7,7 +7,7 @@ as the paper does for its 30 s results; inside it the rollout is Self-Forcing's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from mirai_train.video import write_mp4
 
 def to_frames(video: Tensor) -> Tensor:
     """A decoded video [3, T, H, W] in [-1, 1] -> uint8 frames [T, H, W, 3] on the CPU."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
 
 
 @dataclass
@@ -40,9 +40,21 @@ class Generator:
     text_encoder: TextEncoder
 
     @classmethod
-    def load(cls, checkpoint: Path | str, *, use_ema: bool = False, device: str = "cpu") -> Generator:
-        spec, model = load_checkpoint(checkpoint, use_ema=use_ema, device=device)
-        codec = build_codec(spec.codec, device=device)
+    def load(
+        cls,
+        checkpoint: Path | str,
+        *,
+        use_ema: bool = False,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Generator:
+        """The checkpoint's generator, codec and text encoder; the generator and the codec in `dtype`.
+
+        bf16 is how the releases generate: Self-Forcing's `inference.py` casts its whole pipeline,
+        the VAE included, to bfloat16 and decodes each video of a batch on its own.
+        """
+        spec, model = load_checkpoint(checkpoint, use_ema=use_ema, device=device, dtype=dtype)
+        codec = build_codec(spec.codec, device=device, dtype=dtype)
         return cls(spec, model.eval(), codec, build_text_encoder(spec.text_encoder, device=device))
 
     def latent_frames(self, seconds: float) -> int:
@@ -79,33 +91,44 @@ class Generator:
             block_frames=self.model.num_frame_per_block,
         )
 
-    @torch.no_grad()
     def generate(
-        self,
-        prompt: str,
-        seconds: float,
-        seed: int,
-        on_block: Callable[[int, int], None] | None = None,
+        self, prompt: str, seconds: float, seed: int, on_block: Callable[[int, int], None] | None = None
     ) -> Tensor:
         """Video frames uint8 [T, H, W, 3] for `prompt`; the same seed gives the same frames."""
-        device = next(self.model.parameters()).device
+        return self.generate_batch([prompt], seconds, [seed], on_block)[0]
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        seconds: float,
+        seeds: Sequence[int],
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> list[Tensor]:
+        """One rollout for several prompts: each video draws its own seed's noise and is decoded on
+        its own, so it equals its batch-1 twin up to the float rounding of batched matmuls."""
+        if len(prompts) != len(seeds) or not prompts:
+            raise ValueError(f"{len(prompts)} prompts and {len(seeds)} seeds: give one seed per prompt")
+        parameter = next(self.model.parameters())
+        device, dtype = parameter.device, parameter.dtype
         frames = self.latent_frames(seconds)
-        text = self.text_encoder.encode([prompt]).to(device)
+        text = self.text_encoder.encode(list(prompts)).to(device, dtype)
         sampler = self.spec.sampler
         negative = None
         if sampler.guidance_scale != 1.0:
-            negative = self.text_encoder.encode([sampler.negative_prompt]).to(device)
-        generator = torch.Generator(device=device).manual_seed(seed)
+            negative = self.text_encoder.encode([sampler.negative_prompt]).to(device, dtype)
+            negative = negative.expand(len(prompts), -1, -1)
+        generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         latents = rollout(
             self.model,
             text,
             self.rollout_config(frames),
-            generator=generator,
+            generator=generators,
             negative_text=negative,
             make_cache=self.make_cache(frames),
             on_block=on_block,
         ).latents
-        return to_frames(self.codec.decode(latents)[0])
+        return [to_frames(self.codec.decode(latents[i : i + 1])[0]) for i in range(len(prompts))]
 
     def write(self, frames: Tensor, out: Path | str) -> None:
         write_mp4(out, frames, fps=self.spec.video.fps)

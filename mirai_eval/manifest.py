@@ -133,6 +133,16 @@ class Generation(Strict):
     # kernels sum in an order that depends on the thread count, and the committed toy tables must
     # come out bit for bit on any machine), torch's default at the wan scale.
     threads: int | None = Field(default=None, gt=0)
+    # Prompts per rollout. Each video draws its own seed's noise and is decoded alone, so it equals
+    # its batch-1 twin up to the rounding of batched kernels (not part of a video's key).
+    batch_size: int = Field(default=1, gt=0)
+    # The generator's and codec's dtype; None: bfloat16 on CUDA (as the releases generate), float32
+    # elsewhere. Part of every video's key.
+    dtype: Literal["float32", "bfloat16"] | None = None
+
+    def torch_dtype(self) -> str:
+        """The dtype generation runs in on this manifest's device."""
+        return self.dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
 
 
 class Manifest(Strict):

@@ -100,12 +100,16 @@ class Plan:
     limit: int | None  # the first N prompts of each horizon (--limit)
 
 
-def video_key(source: ModelSource, horizon: Horizon, prompt: Prompt, seed: int, code: str) -> str | None:
+def video_key(
+    source: ModelSource, horizon: Horizon, prompt: Prompt, seed: int, code: str, dtype: str
+) -> str | None:
+    """What decides a video's frames (not the batch size: a batched video equals its batch-1 twin)."""
     if source.content_sha256 is None:
         return None
     return digest(
         {
             "checkpoint": source.content_sha256,
+            "dtype": dtype,
             "ema": source.entry.ema,
             "prompt": prompt.generate,
             "seed": seed,
@@ -241,12 +245,12 @@ def build_plan(file: ManifestFile, manifest: Manifest | None = None, limit: int 
 
 def make_jobs(plan: Plan) -> list[Job]:
     """Jobs in a fixed order (model, horizon, prompt, sample), keyed from the plan's model sources."""
-    jobs = []
+    jobs, dtype = [], plan.manifest.generation.torch_dtype()
     for label, source in plan.models.items():
         for horizon_name, horizon in plan.manifest.horizons.items():
             for prompt in plan.prompts[horizon.prompts][: plan.limit]:
                 for sample in range(horizon.samples_per_prompt):
                     seed = horizon.seed(prompt.index, sample)
-                    key = video_key(source, horizon, prompt, seed, plan.generation_code)
+                    key = video_key(source, horizon, prompt, seed, plan.generation_code, dtype)
                     jobs.append(Job(label, horizon_name, prompt, sample, seed, key))
     return jobs

@@ -8,7 +8,7 @@ spends more of the schedule at high noise; the few-step generator's steps are wa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -88,7 +88,7 @@ def rollout(
     text: Tensor,
     config: RolloutConfig,
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     negative_text: Tensor | None = None,
     make_cache: Callable[[], KVCache] | None = None,
     on_block: Callable[[int, int], None] | None = None,
@@ -96,6 +96,9 @@ def rollout(
     tap_layer: int | None = None,
 ) -> Rollout:
     """Generate block by block; the same generator state gives the same video.
+
+    `generator`: one for the whole batch (training's draws), or one per sample, so that each video
+    of a batched rollout draws the noise of its batch-1 twin (batched generation).
 
     Per block: start from fresh noise, run the few denoising steps (each predicts x0 and, but for
     the last, re-noises it to the next step's level), then one pass at `context_noise` writes the
@@ -126,7 +129,15 @@ def rollout(
     batch = text.shape[0]
     shape = (batch, config.latent_channels, block, config.latent_height, config.latent_width)
     device, dtype = text.device, text.dtype
+    if not isinstance(generator, torch.Generator) and len(generator) != batch:
+        raise ValueError(f"{len(generator)} generators for a batch of {batch} prompts")
     taps: list[Tensor] = []
+
+    def randn() -> Tensor:
+        if isinstance(generator, torch.Generator):
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        one = (1, *shape[1:])
+        return torch.cat([torch.randn(one, generator=g, device=device, dtype=dtype) for g in generator])
 
     def predict_x0(x: Tensor, t: float, start: int, write: bool, tap: bool) -> Tensor:
         timestep = torch.full((batch, block), t, device=device, dtype=dtype)
@@ -145,13 +156,13 @@ def rollout(
     first_noise: Tensor | None = None
     for index, start in enumerate(range(0, config.num_frames, block)):
         if first_noise is None or not config.repeat_block_noise:
-            first_noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            first_noise = randn()
         x = first_noise
         for i, t in enumerate(steps[: last + 1]):
             if i < last:
                 with torch.no_grad():
                     x0 = predict_x0(x, t, start, write=False, tap=False)
-                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                noise = randn()
                 x = schedule.add_noise(x0, noise, torch.full((batch,), steps[i + 1], device=device))
             else:
                 x0 = predict_x0(x, t, start, write=False, tap=tap_layer is not None)
@@ -159,7 +170,7 @@ def rollout(
         with torch.no_grad():
             context = x0.detach()
             if sampler.context_noise > 0:
-                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                noise = randn()
                 context = schedule.add_noise(
                     context, noise, torch.full((batch,), sampler.context_noise, device=device)
                 )

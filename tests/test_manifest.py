@@ -43,6 +43,16 @@ def test_overrides_cover_every_spec_field() -> None:
     assert set(RollingSinkOverrides.model_fields) == set(RollingSinkSpec.model_fields)
 
 
+def test_generation_runs_in_bf16_on_cuda_unless_the_manifest_says_otherwise(tmp_path: Path) -> None:
+    sha = "a" * 64
+    generation = load_manifest(write(tmp_path, GOOD.format(sha=sha))).manifest.generation
+    assert (generation.batch_size, generation.torch_dtype()) == (1, "float32")
+    cuda = GOOD.format(sha=sha).replace("scoring:", "generation: {device: cuda, batch_size: 4}\nscoring:")
+    assert load_manifest(write(tmp_path, cuda)).manifest.generation.torch_dtype() == "bfloat16"
+    pinned = cuda.replace("batch_size: 4", "dtype: float32")
+    assert load_manifest(write(tmp_path, pinned)).manifest.generation.torch_dtype() == "float32"
+
+
 def test_schema_problems_each_with_line_and_field(tmp_path: Path) -> None:
     bad = (
         GOOD.format(sha="ab" * 32)

@@ -136,3 +136,20 @@ def test_only_the_exit_step_carries_gradients(exit_step: int) -> None:
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="exit_step 4"):
         rollout(model, text, _config(3), generator=torch.Generator(), exit_step=4)
+
+
+def test_one_generator_per_sample_draws_each_sample_its_batch_one_noise() -> None:
+    """Batched generation: sample i of a batch rolls out what a batch of one with generator i does,
+    to the rounding of batched kernels (oneDNN's convolution and small GEMMs depend on the batch)."""
+    model, text = _model(3), torch.randn(3, 5, 32)
+    seeds = (4, 5, 6)
+    with torch.no_grad():
+        batched = rollout(
+            model, text, _config(6), generator=[torch.Generator().manual_seed(s) for s in seeds]
+        ).latents
+        for i, seed in enumerate(seeds):
+            one = rollout(model, text[i : i + 1], _config(6), generator=torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(batched[i : i + 1], one.latents, rtol=0, atol=1e-5)
+        assert not torch.allclose(batched[0], batched[1], atol=1e-2)
+        with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+            rollout(model, text, _config(3), generator=[torch.Generator(), torch.Generator()])
