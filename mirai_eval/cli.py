@@ -57,6 +57,30 @@ def generate(
     )
 
 
+@app.command("train-scorers")
+def train_scorers_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for toy_scorers.safetensors and log.jsonl.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A toy_scorers recipe; default the shipped one.")
+    ] = None,
+) -> None:
+    """Train the toy scoring profile's models (sprites encoder, video-text model, detector) into OUT.
+
+    `run` and `score --profile toy` do this into the store when the weights are missing; this command
+    is for training them elsewhere, or from an edited recipe (`--weight toy_scorers=PATH` uses them).
+    """
+    from mirai_eval.scoring.toy_training import train_scorers
+    from mirai_eval.scoring.toy_weights import RECIPE
+    from mirai_train.config_files import ConfigError
+
+    try:
+        weights = train_scorers(config or RECIPE, out, log=typer.echo)
+    except (ConfigError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    typer.echo(f"{out}: done; toy scoring models {weights}")
+
+
 @app.command()
 def fidelity(
     chains: Annotated[

@@ -53,21 +53,10 @@ def fit(
         int | None, typer.Option(help="Stop after this step (the run stays resumable).")
     ] = None,
 ) -> None:
-    """Train one recipe (any stage); writes state.pt, log.jsonl and the exported generator/ (for stage
-    toy_scorers: the toy scoring profile's toy_scorers.safetensors)."""
-    from mirai_train.config_files import ConfigError, read_yaml
+    """Train one recipe (any stage); writes state.pt, log.jsonl and the exported generator/."""
+    from mirai_train.config_files import ConfigError
     from mirai_train.trainer import fit as run_fit
 
-    data, _ = read_yaml(config)
-    if isinstance(data, dict) and data.get("stage") == "toy_scorers":
-        from mirai_train.stages.scorers import train_scorers
-
-        try:
-            weights = train_scorers(config, out, log=typer.echo)
-        except (ConfigError, ValueError) as error:
-            raise fail(error) from error
-        typer.echo(f"{out}: done; toy scoring models {weights}")
-        return
     try:
         generator = run_fit(config, out, runs=runs, device=device, max_steps=max_steps)
     except (ConfigError, FileNotFoundError, ValueError) as error:

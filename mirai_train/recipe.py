@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mirai_train.config_files import load_model, read_yaml
+from mirai_train.config_files import ConfigError, load_model, read_yaml
 from mirai_train.spec import GeneratorSpec, Strict
 
 Stage = Literal["teacher", "ode_init", "ar_teacher_forcing", "causal_ode", "dmd"]
@@ -178,6 +178,12 @@ def load_recipe(path: Path | str) -> Recipe:
     """A recipe file; `generator:` may name a generator spec file (relative to the recipe) instead."""
     path = Path(path)
     data, _ = read_yaml(path)
+    if isinstance(data, dict) and data.get("stage") == "toy_scorers":
+        raise ConfigError(
+            path,
+            ["stage: toy_scorers is the toy scoring profile's recipe, not a generator's: train it with "
+             f"`mirai-eval train-scorers --config {path} --out DIR`"],
+        )  # fmt: skip
     if isinstance(data, dict) and isinstance(data.get("generator"), str):
         spec = load_model(path.parent / data["generator"], GeneratorSpec)
         return load_model(path, Recipe, substitute={"generator": spec.model_dump(mode="json")})

@@ -63,8 +63,8 @@ def one_rank_group() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def toy_scorers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy profile's weight file, trained once per session on a reduced schedule of its recipe."""
+    from mirai_eval.scoring.toy_training import train_scorers
     from mirai_eval.scoring.toy_weights import RECIPE
-    from mirai_train.stages.scorers import train_scorers
 
     folder = tmp_path_factory.mktemp("toy_scorers")
     recipe = RECIPE.read_text()

@@ -1,9 +1,9 @@
 """Where the `toy` profile's weight file comes from: a path given, or the store, trained when missing.
 
-The file is what the `toy_scorers` recipe (mirai_train/configs/toy/scorers.yaml) trains. Unless a
+The file is what the `toy_scorers` recipe (mirai_eval/scoring/toy_scorers.yaml) trains. Unless a
 path is given (`--weight toy_scorers=PATH`, or `scoring.weights` in a manifest) it lives in the
 store under the recipe's content digest (the recipe and the code that trains and defines the
-models), `<store>/training/scorers-<digest[:16]>/toy_scorers.safetensors`, as chain-built
+models), `<store>/training/toy_scorers-<digest[:16]>/toy_scorers.safetensors`, as chain-built
 generators do; a missing file is trained there first (under a minute on one CPU thread).
 """
 
@@ -13,15 +13,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import mirai_train
 from mirai_eval.scoring.weights import MissingWeightsError
 
 KEY = "toy_scorers"
-RECIPE = Path(mirai_train.__file__).parent / "configs" / "toy" / "scorers.yaml"
+RECIPE = Path(__file__).with_name("toy_scorers.yaml")
 
 
 def stored_weights(store: Path, recipe: Path = RECIPE) -> Path:
-    from mirai_train.stages.scorers import WEIGHTS_FILE, scorers_digest
+    from mirai_eval.scoring.toy_training import WEIGHTS_FILE, scorers_digest
 
     return Path(store) / "training" / f"{recipe.stem}-{scorers_digest(recipe)[:16]}" / WEIGHTS_FILE
 
@@ -30,7 +29,7 @@ def _given(given: Mapping[str, str]) -> Path:
     path = Path(given[KEY]).expanduser()
     if not path.is_file():
         raise MissingWeightsError(
-            f"- {KEY}: the toy profile's models (a `mirai-train fit` run of {RECIPE.name} writes "
+            f"- {KEY}: the toy profile's models (`mirai-eval train-scorers --out DIR` writes "
             f"toy_scorers.safetensors)\n    given path does not exist: {path}"
         )
     return path
@@ -38,8 +37,8 @@ def _given(given: Mapping[str, str]) -> Path:
 
 def identity(given: Mapping[str, str]) -> str:
     """What scores depend on: the given file's sha256, or the recipe's digest (the file is a function of it)."""
+    from mirai_eval.scoring.toy_training import scorers_digest
     from mirai_train.checkpoint import file_sha256  # here: it imports diffusers, absent from vbench's venv
-    from mirai_train.stages.scorers import scorers_digest
 
     return f"sha256:{file_sha256(_given(given))}" if KEY in given else f"recipe:{scorers_digest(RECIPE)}"
 
@@ -50,7 +49,7 @@ def resolve(given: Mapping[str, str], store: Path) -> Path:
         return _given(given)
     path = stored_weights(store)
     if not path.is_file():
-        from mirai_train.stages.scorers import train_scorers
+        from mirai_eval.scoring.toy_training import train_scorers
 
         print(f"training the toy profile's models ({RECIPE}) into {path.parent}", file=sys.stderr)
         train_scorers(RECIPE, path.parent)

@@ -6,7 +6,7 @@ fully convolutional net reads shape evidence around every pixel (7 logits: a sha
 sprite there); each colour's logits are those averaged under the colour's soft pixel mask, then
 calibrated with the colour's area by one linear layer, so an absent colour, a background band
 or the pillar come out as none. Trained on rendered sprites frames with the world's ground truth
-(`mirai_train/stages/scorers.py`), per colour only: no pixel labels.
+(`mirai_eval/scoring/toy_training.py`), per colour only: no pixel labels.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The toy profile's frame encoder: one small conv trunk trained on sprites frames, three heads.
 
-It stands in for three VBench backbones at the toy scale (`mirai_train/stages/scorers.py` trains it
+It stands in for three VBench backbones at the toy scale (`mirai_eval/scoring/toy_training.py` trains it
 on rendered sprites frames with the world's ground truth):
 - `subject`: per palette colour (a sprite's identity is its colour), the trunk's features pooled
   over the pixels of that colour and mapped to a unit vector trained to name the shape of the sprite

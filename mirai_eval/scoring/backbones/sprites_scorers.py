@@ -80,7 +80,7 @@ def load_scorers(path: Path | str, device: str = "cpu") -> SpritesScorers:
     if "detector" not in metadata:
         raise ValueError(
             f"{path}: a toy-profile weight file from before the sprites detector; retrain it with "
-            "`mirai-train fit --config mirai_train/configs/toy/scorers.yaml --out DIR` (or delete it "
+            "`mirai-eval train-scorers --out DIR` (or delete it "
             "from the store and let `mirai-eval` train the current recipe)"
         )
     scorers = build_scorers(

@@ -4,7 +4,7 @@ Video tower: the frozen sprites encoder's subject and background embeddings of t
 frames, averaged over frames, through an MLP. Text tower: the toy text encoder's fixed word vectors
 (`ToyTextEncoder`), a width-3 convolution over the words (so "red circle" binds the colour to its
 shape) and a pooled projection. Trained contrastively on sprites clips and their generated prompts
-(`mirai_train/stages/scorers.py`); the score is the cosine of the two unit embeddings, as ViCLIP's.
+(`mirai_eval/scoring/toy_training.py`); the score is the cosine of the two unit embeddings, as ViCLIP's.
 """
 
 from __future__ import annotations
