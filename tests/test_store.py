@@ -25,6 +25,7 @@ def key(**change: object) -> str | None:
         change.get("prompt", PROMPT),  # type: ignore[arg-type]
         int(change.get("seed", 3)),  # type: ignore[call-overload]
         str(change.get("code", "c")),
+        str(change.get("dtype", "float32")),
     )
 
 
@@ -39,13 +40,14 @@ def test_every_input_changes_the_key() -> None:
         key(horizon=HORIZON.model_copy(update={"seconds": 30.0})),
         key(horizon=HORIZON.model_copy(update={"rolling_sink": RollingSinkOverrides(sweep_frames=9)})),
         key(code="d"),
+        key(dtype="bfloat16"),
     ]
     assert base is not None and len({base, *changed}) == len(changed) + 1
     # What does not decide the pixels does not change the key: the label, the scored name.
     assert key(entry=ENTRY.model_copy(update={"label": "B"})) == base
     assert key(prompt=Prompt(7, "another name", "a cat, extended")) == base
     unknown = ModelSource(ENTRY, Path("ck"), None, False)
-    assert video_key(unknown, HORIZON, PROMPT, 3, "c") is None
+    assert video_key(unknown, HORIZON, PROMPT, 3, "c", "float32") is None
 
 
 def test_score_records_round_trip_nan(tmp_path: Path) -> None:
