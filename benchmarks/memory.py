@@ -11,14 +11,14 @@ For each wan recipe, what one GPU holds while training (FSDP2 over N ranks, as t
 - activations of the forwards that carry gradients, per transformer block and token, measured on
   one real-width block (the bytes autograd saves, with and without bf16 autocast), times the blocks
   and tokens of the stage's forwards; with activation checkpointing, each block's input plus one
-  block's activations (recomputed in the backward);
-- the dense block-causal attention mask (bool, tokens^2 bytes) while the mask is dense.
+  block's activations (recomputed in the backward). Attention builds no dense mask (one SDPA call
+  per query block, `causal_wan.key_spans`), so there is no tokens^2 term.
 
 The estimate is checked on this machine's CPU: the real 1.3B (30 blocks, width 1536) at a reduced
 token count, one forward and backward, in a fresh process, predicted vs measured peak RSS, with and
 without checkpointing (target: within 25%).
 
-    python benchmarks/memory.py [--gpus 8] [--gpu-gib 80] [--check-tokens 384]
+    python benchmarks/memory.py [--gpus 8] [--gpu-gib 80] [--check-side 8 --check-frames 6] [--device cuda]
 
 Sizes come from the real classes on the meta device, so no weights or memory are needed for the plan.
 """
@@ -163,10 +163,6 @@ def stage_lines(
             activations(tokens, layers, per_token, checkpointing, spec) / GIB,
         )
     )
-    # SDPA turns a bool mask into an additive one in the compute dtype: both exist during attention.
-    lines.append(
-        Line(f"dense attention mask, {tokens}^2 (bool + additive copy)", tokens**2 * (1 + width) / GIB)
-    )
     return lines
 
 
@@ -299,12 +295,8 @@ def main() -> None:
     for ckpt in (False, True):
         actual = measured(side, frames, ckpt, args.device)
         layers = student_spec.transformer.num_layers
-        # weights + gradients (float32), activations, the mask (bool + float32 additive copy)
-        predicted = (
-            8 * sizes["student"]
-            + activations(tokens, layers, per_token[False], ckpt, student_spec)
-            + 5 * tokens**2
-        )
+        # weights + gradients (float32), activations
+        predicted = 8 * sizes["student"] + activations(tokens, layers, per_token[False], ckpt, student_spec)
         ratio = predicted / actual
         rows.append(
             (

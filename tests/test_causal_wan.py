@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
+from diffusers.models.transformers.transformer_wan import WanAttention
 
-from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models import causal_wan
+from mirai_train.models.causal_wan import CausalWanTransformer, apply_rope, key_spans
 from mirai_train.models.kv_cache import KVCache
 from tests.conftest import TINY_TRANSFORMER
 
@@ -165,3 +168,79 @@ def test_teacher_forcing_equals_noisy_blocks_on_a_clean_cache(nfpb: int) -> None
             assert full.sample is not None and out.sample is not None
             assert (full.sample[:, :, block] - out.sample).abs().max().item() <= 1e-5
     assert full.tap is not None and full.tap.shape == (2, 6 * 2 * 3, 24)
+
+
+def _dense_attention(
+    self: causal_wan._SelfAttention, attn: WanAttention, x: torch.Tensor, index: int
+) -> torch.Tensor:
+    """The reference: one SDPA call over all tokens under the dense token mask of the frame mask."""
+    q = causal_wan._heads(attn, attn.norm_q(attn.to_q(x)))
+    k = causal_wan._heads(attn, attn.norm_k(attn.to_k(x)))
+    v = causal_wan._heads(attn, attn.to_v(x))
+    q_cos, q_sin, k_cos, k_sin, _ = self._prepare(x.device)
+    keys, values = k, v
+    if self.cache is not None:
+        context = self.cache.context(index, int(self.positions[0]))
+        if context is not None:
+            keys, values = torch.cat([context[0], k], dim=1), torch.cat([context[1], v], dim=1)
+        if self.write_cache:
+            self.cache.write(index, k.detach(), v.detach(), self.positions, self.per_frame)
+    mask = None
+    if self.frame_mask is not None:
+        context_frames = keys.shape[1] // self.per_frame - len(self.positions)
+        visible = torch.ones(len(self.positions), context_frames, dtype=torch.bool)
+        frames = torch.cat([visible, self.frame_mask], dim=1)
+        mask = frames.repeat_interleave(self.per_frame, 0).repeat_interleave(self.per_frame, 1)
+    out = F.scaled_dot_product_attention(
+        apply_rope(q, q_cos, q_sin).transpose(1, 2),
+        apply_rope(keys, k_cos, k_sin).transpose(1, 2),
+        values.transpose(1, 2),
+        attn_mask=mask,
+    )
+    return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2, 3)))
+
+
+@pytest.mark.parametrize("nfpb", [1, 3])
+@pytest.mark.parametrize("mode", ["block_causal", "on_a_cache", "teacher_forcing"])
+def test_per_block_attention_equals_the_dense_mask(
+    nfpb: int, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One SDPA call per query block (no mask) gives what one call under the dense mask gives (1e-5)."""
+    model = _model(nfpb=nfpb)
+    latents, text = _inputs(frames=6)
+    timestep = torch.rand(2, 6) * 1000
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            if mode == "teacher_forcing":
+                out = model(
+                    latents, timestep, text, clean_context=torch.randn_like(latents, generator=None)
+                ).sample
+            elif mode == "on_a_cache":
+                cache = KVCache(num_layers=2)
+                model(latents[:, :, :3], timestep[:, :3], text, cache=cache, write_cache=True)
+                out = model(latents[:, :, 3:], timestep[:, 3:], text, frame_offset=3, cache=cache).sample
+            else:
+                out = model(latents, timestep, text).sample
+        assert out is not None
+        return out
+
+    torch.manual_seed(5)
+    ours = forward()
+    monkeypatch.setattr(causal_wan._SelfAttention, "__call__", _dense_attention)
+    torch.manual_seed(5)
+    dense = forward()
+    assert (ours - dense).abs().max().item() <= 1e-5
+
+
+def test_key_spans_of_teacher_forcing() -> None:
+    """Chunks of 2 frames, 4 frames, 10 tokens each, 1 context frame: clean block b sees the context
+    and clean blocks <= b; noisy block b the context, clean blocks < b and itself."""
+    model = CausalWanTransformer(**TINY_TRANSFORMER, num_frame_per_block=2)
+    spans = key_spans(model._teacher_forcing(torch.arange(4)), context_frames=1, per_frame=10)
+    assert spans == [
+        (slice(0, 20), [slice(0, 30)]),
+        (slice(20, 40), [slice(0, 50)]),
+        (slice(40, 60), [slice(0, 10), slice(50, 70)]),
+        (slice(60, 80), [slice(0, 30), slice(70, 90)]),
+    ]
