@@ -6,8 +6,9 @@ Samples: `TrainingData.indices` gives rank r of n the clips ((step * acc + micro
 so 2 ranks x batch 1 and 1 rank x batch 2 see the same clips each step (tested below).
 
 Noise: `Context.micro_generator(step, micro)` keys a micro-batch's draws (noise, timesteps, text
-dropout, rollout) by its global index in the step, micro * world_size + rank, so 2 ranks x batch 1
-draw what 1 rank x 2 accumulated micro-batches of 1 draws. (Batch 2 vs 2 x 1 would also need one
+dropout, rollout noise) by its global index in the step, micro * world_size + rank, so 2 ranks x
+batch 1 draw what 1 rank x 2 accumulated micro-batches of 1 draws. (Not the exit step: one per
+rollout, shared by the ranks' simultaneous rollouts; the test fixes it at the last step.) (Batch 2 vs 2 x 1 would also need one
 generator per sample: `rollout`, `draw_flow_matching`, `dmd_timesteps` and the text dropout take one
 generator per batch.) The test compares 2 ranks x batch 1 with 1 rank x 2 micro-batches of 1: the
 same clips, the same draws, the same averaged gradient (loss / acc summed locally vs the all-reduce
@@ -34,6 +35,7 @@ from typing import cast
 
 import pytest
 import torch
+import yaml
 from torch.distributed.tensor import DTensor
 from torch.utils._pytree import tree_flatten
 
@@ -96,10 +98,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     for layout, accumulation in (*((strategy, 1) for strategy in STRATEGIES), ("one_rank", 2)):
         (runs / layout).mkdir()
-        write_recipes(
+        recipes = write_recipes(
             runs / layout, max_steps=STEPS, strategy=layout if layout in STRATEGIES else "fsdp",
             batch_size=1, gradient_accumulation_steps=accumulation, ema_weight=0.5,
         )  # fmt: skip
+        # The exit step is drawn per rollout and shared by the ranks' simultaneous rollouts (so that
+        # FSDP2's collectives line up): 2 ranks x 1 micro-batch draw once where 1 rank x 2 draws twice.
+        # Fixed at the last step here, so that the two layouts train the same thing.
+        for name in ("dmd", "dmd_mirai"):
+            body = yaml.safe_load(recipes[name].read_text())
+            body["dmd"]["last_step_only"] = True
+            recipes[name].write_text(yaml.safe_dump(body))
     return runs
 
 

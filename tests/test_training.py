@@ -126,3 +126,27 @@ def test_bf16_mixed_precision_tracks_float32(tmp_path: Path) -> None:
     assert len(full) == 12 and torch.isfinite(mixed_losses).all()
     assert not torch.equal(full, mixed_losses)
     assert ((mixed_losses - full).abs() / full).max() < 0.05, (full, mixed_losses)
+
+
+def test_the_exit_step_is_drawn_for_every_rollout(
+    chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generator step of 4 micro-batches rolls out 4 times for the generator and 4 for the critic,
+    each rollout with its own exit step (the release's per-rollout draw), reproducibly."""
+    from mirai_train.stages import dmd
+
+    recipe = write_recipes(tmp_path, max_steps=1, batch_size=1, gradient_accumulation_steps=4)["dmd"]
+    original, seen = dmd.rollout, []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs["exit_step"])
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dmd, "rollout", recording)
+    fit(recipe, tmp_path / "a", runs=chain, progress=False)
+    first, seen[:] = list(seen), []
+    fit(recipe, tmp_path / "b", runs=chain, progress=False)
+    assert len(first) == 8 and first == seen
+    assert len(set(first)) > 1, first
+    logged = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["exit_step"] == pytest.approx(sum(first[:4]) / 4)

@@ -2,9 +2,9 @@
 
 Every step trains the critic (the fake score: flow matching on the generator's own rollouts);
 every `dfake_gen_update_ratio`-th step also trains the generator: it rolls out the whole clip
-under the inference mask and cache (gradients only at one exit step, drawn uniformly and shared by
-all blocks and ranks), and follows the DMD gradient between the real score (the frozen teacher,
-with classifier-free guidance) and the fake score at a random noise level.
+with the inference cache (gradients only at one exit step, drawn uniformly for each rollout and
+shared by its blocks and by all ranks), and follows the DMD gradient between the real score (the
+frozen teacher, with classifier-free guidance) and the fake score at a random noise level.
 
 With `foresight:`, the same rollout also yields the student's tokens after block
 `foresight_student_layer` at each block's exit step; the frozen teacher reads the finished clean
@@ -38,6 +38,11 @@ from mirai_train.models.predictor import ForesightPredictor
 from mirai_train.sampling import FlowMatchSchedule, RolloutConfig, denoising_steps, rollout
 from mirai_train.stages.base import Context, adamw, optimizer_step
 from mirai_train.stages.common import frozen, require_same, trained_model
+
+# `Context.generator(step, purpose)` purposes of the exit-step draws: the generator update's rollout
+# of micro-batch m draws with EXIT_DRAWS + m, the critic's with EXIT_DRAWS + CRITIC_ROLLOUTS + m
+# (micro-batches per step < 100, as `Context.micro_generator` requires).
+EXIT_DRAWS, CRITIC_ROLLOUTS = 1, 100
 
 
 class DMDStage:
@@ -89,11 +94,14 @@ class DMDStage:
             self.optimizers["predictor"] = adamw(self.predictor.parameters(), optim.lr_foresight, recipe)
             self.student_tap = official_layer_to_tap(self.foresight.foresight_student_layer)
 
-    def _exit_step(self, step: int) -> int:
-        """Shared by every block and rank: drawn from the step's common generator."""
+    def _exit_step(self, step: int, rollout_index: int) -> int:
+        """The gradient-truncation exit step of one rollout, drawn afresh for each (the release draws
+        it in every `_run_generator` call) and shared by its blocks and by every rank (drawn from the
+        step's common generator, as the release broadcasts rank 0's draw)."""
         if self.dmd.last_step_only:
             return self.num_steps - 1
-        return int(torch.randint(0, self.num_steps, (1,), generator=self.ctx.generator(step)).item())
+        generator = self.ctx.generator(step, EXIT_DRAWS + rollout_index)
+        return int(torch.randint(0, self.num_steps, (1,), generator=generator).item())
 
     def _real_x0(self, noisy: Tensor, timestep: Tensor, text: Tensor) -> Tensor:
         negative = self.negative.expand(len(text), -1, -1)
@@ -113,7 +121,7 @@ class DMDStage:
             generator=generator, device=self.ctx.device,
         )  # fmt: skip
 
-    def _generator_step(self, step: int, exit_step: int) -> dict[str, float]:
+    def _generator_step(self, step: int) -> dict[str, float]:
         optim, foresight = self.ctx.recipe.optim, self.foresight
         accumulation = optim.gradient_accumulation_steps
         self.replay.clear()
@@ -121,6 +129,8 @@ class DMDStage:
         for micro in range(accumulation):
             batch = self.ctx.data.batch(step, micro, with_video=False)
             generator = self.ctx.micro_generator(step, micro)
+            exit_step = self._exit_step(step, micro)
+            logs["exit_step"] = logs.get("exit_step", 0.0) + exit_step / accumulation
             out = rollout(
                 self.generator, batch.text, self.rollout_config, generator=generator, exit_step=exit_step,
                 tap_layer=self.student_tap if foresight is not None else None,
@@ -155,13 +165,14 @@ class DMDStage:
             optimizer_step(self.predictor, self.optimizers["predictor"], optim.grad_clip)
         return logs
 
-    def _critic_step(self, step: int, exit_step: int) -> dict[str, float]:
+    def _critic_step(self, step: int) -> dict[str, float]:
         optim = self.ctx.recipe.optim
         accumulation = optim.gradient_accumulation_steps
         total = 0.0
         for micro in range(accumulation):
             batch = self.ctx.data.batch(step, micro, with_video=False)
             generator = self.ctx.micro_generator(step, micro, stream=1)
+            exit_step = self._exit_step(step, CRITIC_ROLLOUTS + micro)
             with torch.no_grad():
                 x0 = rollout(
                     self.generator, batch.text, self.rollout_config, generator=generator, exit_step=exit_step
@@ -177,15 +188,14 @@ class DMDStage:
         return {"critic_loss": total, "critic_grad_norm": norm}
 
     def step(self, step: int) -> dict[str, float]:
-        exit_step = self._exit_step(step)
-        logs: dict[str, float] = {"exit_step": float(exit_step), "generator_updated": 0.0}
+        logs: dict[str, float] = {"generator_updated": 0.0}
         if step % self.dmd.dfake_gen_update_ratio == 0:
-            logs |= self._generator_step(step, exit_step)
+            logs |= self._generator_step(step)  # logs the mean exit step of its rollouts
             logs["generator_updated"] = 1.0
         elif self.foresight is not None and len(self.replay):
             logs["replay_loss"] = self.replay.backward(self.predictor, self.foresight.foresight_weight)
             optimizer_step(self.predictor, self.optimizers["predictor"], self.ctx.recipe.optim.grad_clip)
-        return logs | self._critic_step(step, exit_step)
+        return logs | self._critic_step(step)
 
     def extra_state(self) -> dict[str, Any]:
         return {"replay": list(self.replay)}
