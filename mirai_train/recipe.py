@@ -126,10 +126,13 @@ class ForesightSpec(Strict):
 
 
 class TeacherForcingSpec(Strict):
-    """AR-diffusion training (Causal-Forcing stage 1): flow matching with clean context."""
+    """AR-diffusion training (Causal-Forcing stage 1): flow matching with clean context, each frame's
+    loss weighted by its timestep (`losses.timestep_weights`), no prompt dropout, as in Causal-Forcing's
+    `model/diffusion.py`."""
 
-    text_dropout: float = 0.1
+    text_dropout: float = 0.0
     terminal_share: float = Field(default=0.0, ge=0.0, le=1.0)  # pure-noise draws (losses/flow_matching.py)
+    timestep_weighting: bool = True  # False: the plain MSE
 
 
 class TeacherSpec(Strict):

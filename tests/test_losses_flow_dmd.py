@@ -12,6 +12,7 @@ from mirai_train.losses import (
     dmd_timesteps,
     draw_flow_matching,
     flow_matching_loss,
+    timestep_weights,
 )
 from mirai_train.sampling import FlowMatchSchedule
 
@@ -142,3 +143,35 @@ def test_dmd_loss_value_and_autograd_gradient() -> None:
     loss.backward()
     assert x0.grad is not None
     assert torch.allclose(x0.grad, grad / x0.numel(), atol=1e-12)
+
+
+def test_timestep_weights_are_causal_forcings_bell() -> None:
+    """On its 1000-point shifted grid the weight is exp(-2 ((t - 500) / 1000)^2) - min, scaled to mean
+    1: 0 at pure noise (the grid's 1000, where the bell is lowest), highest at the grid point nearest
+    500, and a timestep between grid points takes its nearest one's weight."""
+    schedule = FlowMatchSchedule(shift=5.0)
+    grid = schedule.shifted(torch.linspace(1, 0, 1001, dtype=torch.float64)[:-1]) * 1000
+    weights = timestep_weights(grid.float(), schedule)
+    assert float(weights.mean()) == pytest.approx(1.0, abs=1e-5)
+    assert float(weights[0]) == 0.0 and float(grid[0]) == 1000.0
+    peak = int((grid - 500).abs().argmin())
+    assert int(weights.argmax()) == peak
+    bell = torch.exp(-2 * ((grid - 500) / 1000) ** 2)
+    expected = (bell - bell.min()) * 1000 / (bell - bell.min()).sum()
+    torch.testing.assert_close(weights, expected.float())
+    between = torch.tensor([[float(grid[peak]) + 1e-3, 999.99]])
+    torch.testing.assert_close(
+        timestep_weights(between, schedule), torch.stack([weights[peak], weights[0]])[None]
+    )
+
+
+def test_weighted_flow_matching_loss_weights_each_frame() -> None:
+    """Per frame: the frame's MSE times its weight, then the mean over frames (Causal-Forcing stage 1)."""
+    x0, noise = torch.zeros(1, 2, 2, 1, 1), torch.zeros(1, 2, 2, 1, 1)
+    pred = torch.tensor([1.0, 3.0, 2.0, 0.0]).view(1, 2, 2, 1, 1)  # channel-major: frame 0 gets 1 and 2
+    weight = torch.tensor([[2.0, 0.5]])
+    frame_mse = torch.tensor([(1 + 4) / 2, (9 + 0) / 2])
+    assert float(flow_matching_loss(pred, x0, noise, weight)) == pytest.approx(
+        float((frame_mse * weight).mean())
+    )
+    assert float(flow_matching_loss(pred, x0, noise)) == pytest.approx(float(frame_mse.mean()))

@@ -1,7 +1,12 @@
 """Training losses: flow matching, DMD, and the Video-Mirai foresight loss."""
 
 from mirai_train.losses.dmd import cfg, dmd_gradient, dmd_loss, dmd_timesteps
-from mirai_train.losses.flow_matching import FlowMatchingDraw, draw_flow_matching, flow_matching_loss
+from mirai_train.losses.flow_matching import (
+    FlowMatchingDraw,
+    draw_flow_matching,
+    flow_matching_loss,
+    timestep_weights,
+)
 from mirai_train.losses.foresight import (
     PairReplay,
     foresight_loss,
@@ -29,4 +34,5 @@ __all__ = [
     "official_layer_to_tap",
     "supervised_blocks",
     "teacher_targets",
+    "timestep_weights",
 ]

@@ -1,9 +1,9 @@
 """The flow-matching denoising loss (toy teacher, AR teacher forcing, the DMD critic).
 
-Wan predicts the flow `noise - x0` of x_t = (1 - sigma) x0 + sigma * noise. The loss is the plain
-MSE between that prediction and the true flow, with no per-timestep weight (as the Self-Forcing
-critic computes it). The loss is a pure function of tensors; the caller runs the model on the
-noisy input that `draw_flow_matching` returns.
+Wan predicts the flow `noise - x0` of x_t = (1 - sigma) x0 + sigma * noise. The loss is the MSE
+between that prediction and the true flow: plain (as the Self-Forcing critic computes it), or per
+frame weighted by its timestep (Causal-Forcing stage 1, `timestep_weights`). The loss is a pure
+function of tensors; the caller runs the model on the noisy input that `draw_flow_matching` returns.
 """
 
 from __future__ import annotations
@@ -26,9 +26,29 @@ class FlowMatchingDraw:
     noisy: Tensor
 
 
-def flow_matching_loss(flow_pred: Tensor, x0: Tensor, noise: Tensor) -> Tensor:
-    """MSE (float32, mean over all elements) between a flow prediction and the true flow `noise - x0`."""
-    return F.mse_loss(flow_pred.float(), (noise - x0).float())
+def flow_matching_loss(flow_pred: Tensor, x0: Tensor, noise: Tensor, weight: Tensor | None = None) -> Tensor:
+    """MSE (float32) between a flow prediction and the true flow `noise - x0`: the mean over all
+    elements, or with per-frame `weight` [B, F], the mean over frames of weight x the frame's MSE
+    (Causal-Forcing's `model/diffusion.py`)."""
+    if weight is None:
+        return F.mse_loss(flow_pred.float(), (noise - x0).float())
+    per_frame = F.mse_loss(flow_pred.float(), (noise - x0).float(), reduction="none").mean(dim=(1, 3, 4))
+    return (per_frame * weight.to(per_frame)).mean()
+
+
+def timestep_weights(timestep: Tensor, schedule: FlowMatchSchedule) -> Tensor:
+    """Causal-Forcing's per-timestep loss weight (`FlowMatchScheduler.training_weight` in its
+    `utils/scheduler.py`, set up with 1000 training steps, sigma_min 0 and `extra_one_step`): on the
+    grid of 1000 shifted timesteps, a Gaussian bell exp(-2 ((t - 500) / 1000)^2), minus its minimum,
+    scaled to mean 1; each timestep takes the weight of its nearest grid point. Same shape as `timestep`.
+    """
+    steps = schedule.num_train_timesteps
+    grid = schedule.shifted(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]) * steps
+    bell = torch.exp(-2 * ((grid - steps / 2) / steps) ** 2)
+    bell = bell - bell.min()
+    table = bell * (steps / bell.sum())
+    nearest = (grid[None, :] - timestep.double().reshape(-1, 1)).abs().argmin(dim=1)
+    return table[nearest].reshape(timestep.shape).to(timestep.device, torch.float32)
 
 
 def draw_flow_matching(

@@ -2,7 +2,8 @@
 
 `teacher`: every frame sees every frame, one noise level per clip (the wan scale starts from
 pretrained Wan instead). `ar_teacher_forcing` (Causal-Forcing stage 1): every block has its own
-noise level and sees the clean earlier blocks, in one forward (`clean_context`).
+noise level and sees the clean earlier blocks, in one forward (`clean_context`); each frame's loss
+is weighted by its timestep, as Causal-Forcing's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mirai_train.losses import draw_flow_matching, flow_matching_loss
+from mirai_train.losses import draw_flow_matching, flow_matching_loss, timestep_weights
+from mirai_train.recipe import TeacherForcingSpec
 from mirai_train.sampling import FlowMatchSchedule
 from mirai_train.stages.base import Context, adamw, optimizer_step
 from mirai_train.stages.common import trained_model
@@ -27,6 +29,7 @@ class FlowMatchingStage:
         assert section is not None  # the recipe validator requires it
         self.text_dropout = section.text_dropout  # empty prompts, so classifier-free guidance works later
         self.terminal_share = section.terminal_share
+        self.weighted = isinstance(section, TeacherForcingSpec) and section.timestep_weighting
         self.model = ctx.parallel(trained_model(ctx).train())
         self.modules: dict[str, nn.Module] = {"generator": self.model}
         self.optimizers: dict[str, torch.optim.Optimizer] = {
@@ -58,7 +61,10 @@ class FlowMatchingStage:
             else:
                 flow = self.model(draw.noisy, draw.timestep, text, causal=False).sample
             assert flow is not None
-            loss = flow_matching_loss(flow, batch.latents, draw.noise) / accumulation
+            weight = None
+            if self.weighted:  # draw.timestep is [B, F] under teacher forcing
+                weight = timestep_weights(draw.timestep, self.schedule)
+            loss = flow_matching_loss(flow, batch.latents, draw.noise, weight) / accumulation
             loss.backward()
             total += float(loss.detach())
         norm = optimizer_step(self.model, self.optimizers["generator"], self.ctx.recipe.optim.grad_clip)
