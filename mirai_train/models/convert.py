@@ -189,7 +189,8 @@ def read_generator(path: str | Path, *, ema: bool = False) -> ImportedWeights:
         section = "generator_ema" if ema else "generator"
         if section not in loaded:
             present = ", ".join(map(str, loaded))
-            raise ConversionError(f"{path}: no '{section}' section (sections present: {present})")
+            hint = "; this file keeps one generator: import it without --ema" if ema else ""
+            raise ConversionError(f"{path}: no '{section}' section (sections present: {present}){hint}")
         dropped = [k for k in loaded if k != section]
         if dropped:
             notes.append(f"kept '{section}'; dropped {', '.join(dropped)}")
