@@ -6,6 +6,8 @@ in under a minute because pyproject pins it exactly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -80,6 +82,14 @@ def bench_score(session: nox.Session) -> None:
 TOY_CHAINS = ("mirai_train/configs/toy/chain.yaml", "mirai_train/configs/toy/quickstart_chain.yaml")
 
 
+def _chains(manifest: str) -> frozenset[str]:
+    """The toy chains a manifest's models are trained by (`train.chain`)."""
+    import yaml
+
+    models = yaml.safe_load(Path(manifest).read_text()).get("models", [])
+    return frozenset(str(m["train"]["chain"]) for m in models if isinstance(m.get("train"), dict))
+
+
 @nox.session(python=PYTHON)
 def tables(session: nox.Session) -> None:
     """Regenerate tables/generated/ from the toy manifests' runs (and the toy chains' fidelity report);
@@ -89,8 +99,14 @@ def tables(session: nox.Session) -> None:
     the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
     manifests as arguments to regenerate only some. Toy runs use one torch thread whatever the
     environment says (`generation.threads`), so the tables come out bit for bit on any machine.
+
+    Toy runs use one thread, so the work is spread over processes: manifests that train different
+    chains run side by side (the store takes concurrent writers), those sharing a chain one after
+    the other, and the fidelity report starts once every chain is trained (after each lane's first
+    manifest), beside the rest. Each process's output goes to runs/tables-logs/.
     """
-    from pathlib import Path
+    import subprocess
+    import threading
 
     session.install("-e", ".[dev]")
     manifests = session.posargs or [
@@ -98,12 +114,54 @@ def tables(session: nox.Session) -> None:
     ]
     if not manifests:
         session.error("no manifests/toy/*.yaml with `tables:`; nothing to regenerate")
+    lanes: dict[frozenset[str], list[str]] = {}
     for manifest in manifests:
-        session.run("mirai-eval", "run", "--manifest", manifest)
-        session.run("mirai-eval", "render", "--manifest", manifest, "--out", "tables/generated")
-    if not session.posargs:  # the ground-truth fidelity report of every toy checkpoint the manifests trained
-        chains = [f"--chain={chain}" for chain in TOY_CHAINS]
-        session.run("mirai-eval", "fidelity", *chains, "--out", "tables/generated/toy_fidelity")
+        lanes.setdefault(_chains(manifest), []).append(manifest)
+    logs = Path("runs/tables-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    binary = str(Path(session.bin) / "mirai-eval")
+    failures: list[str] = []
+    trained = [threading.Event() for _ in lanes]
+
+    def run(name: str, *arguments: str) -> bool:
+        log = logs / f"{name}.log"
+        session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
+        with log.open("a") as out:
+            done = subprocess.run([binary, *arguments], stdout=out, stderr=subprocess.STDOUT, check=False)
+        if done.returncode:
+            failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; see {log}")
+        return done.returncode == 0
+
+    def lane(index: int, queue: list[str]) -> None:
+        for position, manifest in enumerate(queue):
+            name = Path(manifest).stem
+            ok = run(name, "run", "--manifest", manifest)
+            if position == 0:
+                trained[index].set()  # its chains are trained (or failed: nothing waits for ever)
+            if not (ok and run(name, "render", "--manifest", manifest, "--out", "tables/generated")):
+                break
+
+    def fidelity() -> None:  # the ground-truth fidelity report of every toy checkpoint the chains trained
+        for event in trained:
+            event.wait()
+        if not failures:
+            run(
+                "fidelity",
+                "fidelity",
+                *(f"--chain={c}" for c in TOY_CHAINS),
+                "--out",
+                "tables/generated/toy_fidelity",
+            )
+
+    threads = [threading.Thread(target=lane, args=(i, queue)) for i, queue in enumerate(lanes.values())]
+    if not session.posargs:
+        threads.append(threading.Thread(target=fidelity))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        session.error("\n".join(failures))
     changed = session.run(
         "git", "status", "--porcelain", "--", "tables/generated", external=True, silent=True
     )
