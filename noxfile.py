@@ -133,13 +133,16 @@ def tables(session: nox.Session) -> None:
         return done.returncode == 0
 
     def lane(index: int, queue: list[str]) -> None:
-        for position, manifest in enumerate(queue):
-            name = Path(manifest).stem
-            ok = run(name, "run", "--manifest", manifest)
-            if position == 0:
-                trained[index].set()  # its chains are trained (or failed: nothing waits for ever)
-            if not (ok and run(name, "render", "--manifest", manifest, "--out", "tables/generated")):
-                break
+        try:
+            for position, manifest in enumerate(queue):
+                name = Path(manifest).stem
+                ok = run(name, "run", "--manifest", manifest)
+                if position == 0:
+                    trained[index].set()  # its chains are trained
+                if not (ok and run(name, "render", "--manifest", manifest, "--out", "tables/generated")):
+                    break
+        finally:
+            trained[index].set()  # on any failure too: nothing waits for ever
 
     def fidelity() -> None:  # the ground-truth fidelity report of every toy checkpoint the chains trained
         for event in trained:
