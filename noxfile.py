@@ -129,7 +129,8 @@ def tables(session: nox.Session) -> None:
         with log.open("a") as out:
             done = subprocess.run([binary, *arguments], stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode:
-            failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; see {log}")
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; {log} ends:\n{tail}")
         return done.returncode == 0
 
     def lane(index: int, queue: list[str]) -> None:
