@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
-from diffusers.models.transformers.transformer_wan import WanAttention
 
 from mirai_train.models import causal_wan
-from mirai_train.models.causal_wan import CausalWanTransformer, apply_rope, key_spans
+from mirai_train.models.causal_wan import CausalWanTransformer, key_spans
 from mirai_train.models.kv_cache import KVCache
 from tests.conftest import TINY_TRANSFORMER
 
@@ -170,21 +169,10 @@ def test_teacher_forcing_equals_noisy_blocks_on_a_clean_cache(nfpb: int) -> None
     assert full.tap is not None and full.tap.shape == (2, 6 * 2 * 3, 24)
 
 
-def _dense_attention(
-    self: causal_wan._SelfAttention, attn: WanAttention, x: torch.Tensor, index: int
+def _dense_attend(
+    self: causal_wan._SelfAttention, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
 ) -> torch.Tensor:
     """The reference: one SDPA call over all tokens under the dense token mask of the frame mask."""
-    q = causal_wan._heads(attn, attn.norm_q(attn.to_q(x)))
-    k = causal_wan._heads(attn, attn.norm_k(attn.to_k(x)))
-    v = causal_wan._heads(attn, attn.to_v(x))
-    q_cos, q_sin, k_cos, k_sin, _ = self._prepare(x.device)
-    keys, values = k, v
-    if self.cache is not None:
-        context = self.cache.context(index, int(self.positions[0]))
-        if context is not None:
-            keys, values = torch.cat([context[0], k], dim=1), torch.cat([context[1], v], dim=1)
-        if self.write_cache:
-            self.cache.write(index, k.detach(), v.detach(), self.positions, self.per_frame)
     mask = None
     if self.frame_mask is not None:
         context_frames = keys.shape[1] // self.per_frame - len(self.positions)
@@ -192,12 +180,9 @@ def _dense_attention(
         frames = torch.cat([visible, self.frame_mask], dim=1)
         mask = frames.repeat_interleave(self.per_frame, 0).repeat_interleave(self.per_frame, 1)
     out = F.scaled_dot_product_attention(
-        apply_rope(q, q_cos, q_sin).transpose(1, 2),
-        apply_rope(keys, k_cos, k_sin).transpose(1, 2),
-        values.transpose(1, 2),
-        attn_mask=mask,
+        q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=mask
     )
-    return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2, 3)))
+    return out.transpose(1, 2).flatten(2, 3)
 
 
 @pytest.mark.parametrize("nfpb", [1, 3])
@@ -227,7 +212,7 @@ def test_per_block_attention_equals_the_dense_mask(
 
     torch.manual_seed(5)
     ours = forward()
-    monkeypatch.setattr(causal_wan._SelfAttention, "__call__", _dense_attention)
+    monkeypatch.setattr(causal_wan._SelfAttention, "attend", _dense_attend)
     torch.manual_seed(5)
     dense = forward()
     assert (ours - dense).abs().max().item() <= 1e-5

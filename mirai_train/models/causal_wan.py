@@ -324,10 +324,15 @@ class _SelfAttention:
         return self._prepared
 
     def __call__(self, attn: WanAttention, x: Tensor, index: int) -> Tensor:
+        return attn.to_out[1](attn.to_out[0](self.attend(*self.project(attn, x, index))))
+
+    def project(self, attn: WanAttention, x: Tensor, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, and keys and values with the cached context before them (RoPE applied to both);
+        writes this call's keys and values to the cache when asked."""
         q = _heads(attn, attn.norm_q(attn.to_q(x)))
         k = _heads(attn, attn.norm_k(attn.to_k(x)))
         v = _heads(attn, attn.to_v(x))
-        q_cos, q_sin, k_cos, k_sin, spans = self._prepare(x.device)
+        q_cos, q_sin, k_cos, k_sin, _ = self._prepare(x.device)
         keys, values = k, v
         if self.cache is not None:
             context = self.cache.context(index, int(self.positions[0]))
@@ -335,22 +340,24 @@ class _SelfAttention:
                 keys, values = torch.cat([context[0], k], dim=1), torch.cat([context[1], v], dim=1)
             if self.write_cache:
                 self.cache.write(index, k.detach(), v.detach(), self.positions, self.per_frame)
-        q, keys = apply_rope(q, q_cos, q_sin), apply_rope(keys, k_cos, k_sin)
+        return apply_rope(q, q_cos, q_sin), apply_rope(keys, k_cos, k_sin), values
+
+    def attend(self, q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """Attention outputs [B, N, heads * hd]: one SDPA call per query block over its key runs."""
+        spans = self._prepare(q.device)[4]
         if spans is None:  # every query sees every key
-            out = _attention(q, keys, values)
-        else:
-            out = torch.cat(
-                [
-                    _attention(
-                        q[:, queries],
-                        torch.cat([keys[:, run] for run in runs], dim=1),
-                        torch.cat([values[:, run] for run in runs], dim=1),
-                    )
-                    for queries, runs in spans
-                ],
-                dim=1,
-            )
-        return attn.to_out[1](attn.to_out[0](out))
+            return _attention(q, keys, values)
+        return torch.cat(
+            [
+                _attention(
+                    q[:, queries],
+                    torch.cat([keys[:, run] for run in runs], dim=1),
+                    torch.cat([values[:, run] for run in runs], dim=1),
+                )
+                for queries, runs in spans
+            ],
+            dim=1,
+        )
 
 
 def rope_tables(rope: WanRotaryPosEmbed, frame_pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
