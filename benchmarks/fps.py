@@ -40,7 +40,6 @@ from rich.table import Table
 from mirai_eval.generate import Generator
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import VideoCodec, WanVAECodec, build_codec
-from mirai_train.sampling import rollout
 from mirai_train.spec import GeneratorSpec
 
 CONFIGS = Path(__file__).parents[1] / "mirai_train" / "configs"
@@ -103,9 +102,8 @@ def synchronize(device: str) -> None:
 
 
 def timed(generator: Generator, seconds: float, batch: int, device: str) -> Timed:
-    """One rollout of `batch` prompts, its decode, and the first block decoded on its own."""
-    prompts, seeds = [f"prompt {i}" for i in range(batch)], list(range(batch))
-    text = generator.text_encoder.encode(prompts)
+    """One `generate_batch` call of `batch` prompts (the rollout ends at its last block, decoding
+    after), and one block decoded on its own (decoding time does not depend on the values)."""
     stamps: list[float] = []
 
     def on_block(done: int, total: int) -> None:
@@ -114,31 +112,24 @@ def timed(generator: Generator, seconds: float, batch: int, device: str) -> Time
 
     synchronize(device)
     start = time.perf_counter()
-    frames = generator.latent_frames(seconds)
+    generator.generate_batch([f"prompt {i}" for i in range(batch)], seconds, list(range(batch)), on_block)
+    synchronize(device)
+    end = time.perf_counter()
+    config = generator.rollout_config(generator.model.num_frame_per_block)
+    parameter = next(generator.model.parameters())
+    block = torch.randn(
+        1, config.latent_channels, config.num_frames, config.latent_height, config.latent_width
+    )
     with torch.inference_mode():
-        latents = rollout(
-            generator.model,
-            text,
-            generator.rollout_config(frames),
-            generator=[torch.Generator(device=device).manual_seed(s) for s in seeds],
-            make_cache=generator.make_cache(frames),
-            on_block=on_block,
-        ).latents
-        decoded = time.perf_counter()
-        for i in range(batch):  # each video on its own, as generation does
-            generator.codec.decode(latents[i : i + 1])
-        synchronize(device)
-        end = time.perf_counter()
-        first = generator.model.num_frame_per_block
-        generator.codec.decode(latents[:1, :, :first])
-        synchronize(device)
-        first_decode = time.perf_counter() - end
+        generator.codec.decode(block.to(parameter.device, parameter.dtype))
+    synchronize(device)
+    first_decode = time.perf_counter() - end
     return Timed(
         rollout=stamps[-1] - start,
-        decode=end - decoded,
+        decode=end - stamps[-1],
         first_block=stamps[0] - start,
         first_frames=stamps[0] - start + first_decode,
-        frames=generator.codec.pixel_frames(frames),
+        frames=generator.codec.pixel_frames(generator.latent_frames(seconds)),
     )
 
 
