@@ -136,9 +136,10 @@ def stage_lines(
     ema_kept = optim.ema_weight is not None and optim.ema_start_step < optim.max_steps
     if ema_kept:
         lines.append(Line(f"generator EMA (float32, / {gpus})", 4 * student / gpus / GIB))
-    # The forward that carries gradients: the whole clip (teacher forcing: clean + noisy frames). In
-    # DMD the generator's rollout (each block's exit step) and the critic's denoising, one at a time.
-    if recipe.stage == "ar_teacher_forcing":
+    # The forward that carries gradients: the whole clip (teacher forcing, in stage 1 and in stage 2's
+    # student: clean + noisy frames). In DMD the generator's rollout (each block's exit step) and the
+    # critic's denoising, one at a time.
+    if recipe.stage in ("ar_teacher_forcing", "causal_ode"):
         tokens *= 2
     if recipe.stage == "dmd":
         trainable("critic", student)
@@ -164,6 +165,19 @@ def stage_lines(
         )
     )
     return lines
+
+
+def pool_gib(recipe: Recipe, gpus: int) -> tuple[int, int, float]:
+    """An ODE stage's trajectory pool on each rank, in host memory (stages/ode.py): its trajectories,
+    the states each keeps (the student's steps, the teacher's end, and the clean clip it was forced
+    on in causal_ode) and GiB in float16."""
+    assert recipe.ode is not None
+    spec = recipe.generator
+    frames = recipe.data.num_frames // 4 + 1
+    states = len(spec.sampler.denoising_step_list) + (2 if recipe.stage == "causal_ode" else 1)
+    latent = spec.transformer.in_channels * frames * (spec.video.height // 8) * (spec.video.width // 8)
+    share = -(-recipe.ode.num_trajectories // gpus)
+    return share, states, 2 * share * states * latent / GIB
 
 
 def activations(
@@ -282,6 +296,13 @@ def main() -> None:
         table.add_row(name, recipe.stage, *(f"{t:.1f}" for t in totals), fits)
     console.print(f"[bold]Per-GPU peak estimate (GiB) on {args.gpus} GPUs[/], FSDP2")
     console.print(table)
+    for name, recipe in recipes.items():
+        if recipe.ode is not None:
+            share, states, gib = pool_gib(recipe, args.gpus)
+            console.print(
+                f"{name}: trajectory pool in host memory, {share} trajectories x {states} states a rank, "
+                f"{gib:.1f} GiB a rank ({gib * args.gpus:.0f} GiB over the {args.gpus})"
+            )
     detail = Table("dmd_sf_chunkwise_mirai, bf16 + checkpointing", "GiB")
     for line in stage_lines(recipes["dmd_sf_chunkwise_mirai"], sizes, args.gpus, True, True, per_token[True]):
         detail.add_row(line.what, f"{line.gib:.2f}")

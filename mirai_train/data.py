@@ -108,20 +108,20 @@ class TrainingData:
             self._order = (epoch, torch.randperm(size, generator=torch.Generator().manual_seed(seed)))
         return int(self._order[1][position % size])
 
+    def clean_latents(self, index: list[int]) -> Tensor:
+        """Clean latents [B, C, F, h, w] of dataset items (cycling): the stored latents, or the
+        sprites clips encoded by the codec in one call."""
+        if self.latents is not None:
+            return torch.stack([self.latents.latents(i % len(self)) for i in index]).to(self.device)
+        if self.sprites is None:
+            raise ValueError("this stage trains on videos: set data.kind: sprites or latents, not prompts")
+        video = torch.stack([self.sprites[i % len(self)][0] for i in index]).to(self.device)
+        with torch.no_grad():
+            return self.codec.encode(video)
+
     def batch(self, step: int, micro: int = 0, with_video: bool = True) -> Batch:
         index = self.indices(step, micro)
-        if self.latents is not None and with_video:
-            prompts = [self.latents.prompt(i) for i in index]
-            stored = torch.stack([self.latents.latents(i) for i in index]).to(self.device)
-            return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), stored)
-        if self.sprites is None or not with_video:
-            prompts = [self.prompt(i) for i in index]
-            return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), None)
-        items = [self.sprites[i] for i in index]
-        prompts = [prompt for _, prompt, _ in items]
-        latents = None
-        if with_video:
-            video = torch.stack([clip for clip, _, _ in items]).to(self.device)
-            with torch.no_grad():
-                latents = self.codec.encode(video)
+        prompts = [self.prompt(i) for i in index]
+        video = with_video and (self.sprites is not None or self.latents is not None)
+        latents = self.clean_latents(index) if video else None
         return Batch(prompts, self.text_encoder.encode(prompts).to(self.device), latents)

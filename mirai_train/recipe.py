@@ -174,6 +174,11 @@ class Recipe(Strict):
             raise ValueError(f"stage '{self.stage}' needs: {', '.join(missing)}")
         if self.foresight is not None and self.stage != "dmd":
             raise ValueError("foresight is an option of the dmd stage")
+        if self.stage == "causal_ode" and self.data.kind == "prompts":
+            raise ValueError(
+                "stage 'causal_ode' forces its teacher on clean training clips: set data.kind to "
+                "'latents' (Causal-Forcing's dataset/clean_data, as stage 1) or 'sprites'"
+            )
         return self
 
 

@@ -199,6 +199,7 @@ def ode_trajectory(
     record: list[float],
     *,
     causal: bool,
+    clean_context: Tensor | None = None,
     guidance_scale: float = 1.0,
     negative_text: Tensor | None = None,
     schedule: FlowMatchSchedule | None = None,
@@ -206,10 +207,15 @@ def ode_trajectory(
     """Deterministic Euler sampling from `noise`; the states at `record` timesteps plus the clean end.
 
     Returns [B, len(record) + 1, C, F, H, W]. `causal=False` samples every frame at once (the
-    bidirectional teacher, Self-Forcing's ODE pairs); `causal=True` samples block by block with a
-    clean-context cache (the AR teacher of Causal-Forcing's causal ODE stage).
+    bidirectional teacher, Self-Forcing's ODE pairs). `causal=True` with `clean_context` also
+    samples every frame at once, each block seeing the given clean latents of the blocks before it
+    (teacher forcing: the AR teacher of Causal-Forcing's causal ODE data, `clean_x` in its
+    get_causal_ode_data_*.py). `causal=True` alone samples block by block, each block seeing the
+    blocks sampled before it through a clean-context cache (the AR model's own many-step rollout).
     """
     schedule = schedule or FlowMatchSchedule()
+    if clean_context is not None and not causal:
+        raise ValueError("a clean context is seen block-causally: pass causal=True with it")
     if guidance_scale != 1.0 and negative_text is None:
         raise ValueError("guidance needs the negative prompt's text embedding")
     missing = [t for t in record if not any(abs(t - g) < 1e-6 for g in grid)]
@@ -222,7 +228,10 @@ def ode_trajectory(
         texts = [text] if guidance_scale == 1.0 else [text, negative_text]
         for branch, ctx in enumerate(texts):
             cache = caches[branch] if caches is not None else None
-            out = model(x, timestep, ctx, frame_offset=start, causal=causal, cache=cache, write_cache=write)
+            out = model(
+                x, timestep, ctx, frame_offset=start, causal=causal, cache=cache, write_cache=write,
+                clean_context=clean_context,
+            )  # fmt: skip
             assert out.sample is not None
             outs.append(out.sample)
         return outs[0] if len(outs) == 1 else outs[1] + guidance_scale * (outs[0] - outs[1])
@@ -235,7 +244,7 @@ def ode_trajectory(
             x = x + (t_next - t) / schedule.num_train_timesteps * flow(x, t, start, caches)
         return [*states, x]
 
-    if not causal:
+    if not causal or clean_context is not None:
         return torch.stack(euler(noise, 0, None), dim=1)
     block = model.num_frame_per_block
     branches = 1 if guidance_scale == 1.0 else 2

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from mirai_train.models.causal_wan import CausalWanTransformer
-from mirai_train.sampling import FlowMatchSchedule, RolloutConfig, denoising_steps, rollout
+from mirai_train.sampling import (
+    FlowMatchSchedule,
+    RolloutConfig,
+    denoising_steps,
+    ode_grid,
+    ode_trajectory,
+    rollout,
+)
 from mirai_train.spec import SamplerSpec
 from tests.conftest import TINY_TRANSFORMER
 
@@ -153,3 +160,32 @@ def test_one_generator_per_sample_draws_each_sample_its_batch_one_noise() -> Non
         assert not torch.allclose(batched[0], batched[1], atol=1e-2)
         with pytest.raises(ValueError, match="2 generators for a batch of 3"):
             rollout(model, text, _config(3), generator=[torch.Generator(), torch.Generator()])
+
+
+@pytest.mark.parametrize("nfpb", [1, 3])
+def test_teacher_forced_trajectories_see_the_given_clean_past(nfpb: int) -> None:
+    """Causal-Forcing's causal ODE data: forced on the AR model's own free rollout, the teacher-forced
+    trajectory is that rollout; each block's states follow the clean frames before it, not its own."""
+    model, text, negative = _model(nfpb), torch.randn(1, 5, 32), torch.randn(1, 5, 32)
+    schedule = FlowMatchSchedule()
+    record = schedule.warp([1000, 750, 500, 250])
+    grid = ode_grid(schedule, 8, record)
+    noise = torch.randn(1, 16, 6, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def trajectory(clean: torch.Tensor | None) -> torch.Tensor:
+        return ode_trajectory(
+            model, text, noise, grid, record, causal=True, clean_context=clean, guidance_scale=3.0,
+            negative_text=negative, schedule=schedule,
+        )  # fmt: skip
+
+    free = trajectory(None)  # block by block on its own samples
+    assert free.shape == (1, 5, 16, 6, 4, 4)
+    forced = trajectory(free[:, -1])
+    assert (forced - free).abs().max() < 1e-4
+    other = free[:, -1].clone()
+    other[:, :, :nfpb] += 1.0  # the first block's clean frames
+    moved = (trajectory(other) - forced).abs().amax(dim=(0, 1, 2, 4, 5))  # per frame
+    assert moved[:nfpb].max() == 0  # the first block never sees its own clean frames
+    assert moved[nfpb:].min() > 1e-3  # every later block does
+    with pytest.raises(ValueError, match="causal=True"):
+        ode_trajectory(model, text, noise, grid, record, causal=False, clean_context=other)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch import Tensor
 
 from mirai_train.checkpoint import load_checkpoint, read_metadata
+from mirai_train.data import TrainingData
 from mirai_train.trainer import GENERATOR, STATE, fit, train_chain
 from tests.training_recipes import write_recipes
 
@@ -150,3 +153,57 @@ def test_the_exit_step_is_drawn_for_every_rollout(
     assert len(set(first)) > 1, first
     logged = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])
     assert logged["exit_step"] == pytest.approx(sum(first[:4]) / 4)
+
+
+def test_causal_ode_is_teacher_forced_on_the_clean_clip(
+    chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Causal-Forcing stage 2 (get_causal_ode_data_*.py, model/ode_regression.py): the pool keeps the
+    student's steps, the teacher's end and the clean clip the teacher was forced on. On a hand-built
+    pool (state k holds the value k, the clean clip 7) the student sees one of its steps for the whole
+    clip, the clean clip as context, and regresses on the teacher's end."""
+    from mirai_train.models.causal_wan import CausalWanTransformer
+    from mirai_train.models.codecs import build_codec
+    from mirai_train.models.text_encoders import build_text_encoder
+    from mirai_train.recipe import load_recipe
+    from mirai_train.sampling import FlowMatchSchedule, denoising_steps
+
+    path = write_recipes(tmp_path, max_steps=2)["causal_ode"]
+    fit(path, tmp_path / "sampled", runs=chain, progress=False, max_steps=1)
+    pool = torch.load(tmp_path / "sampled" / "trajectories-rank0.pt")
+    recipe = load_recipe(path)
+    spec = recipe.generator
+    data = TrainingData(
+        recipe.data, spec.video, build_codec(spec.codec), build_text_encoder(spec.text_encoder),
+        batch_size=1, accumulation=1,
+    )  # fmt: skip
+    steps = denoising_steps(spec.sampler)
+    assert pool["states"].shape[:2] == (2, len(steps) + 2)
+    assert torch.equal(pool["states"][:, -1], data.clean_latents([0, 1]).half())
+    assert pool["prompts"] == [data.prompt(0), data.prompt(1)]
+
+    states = torch.empty_like(pool["states"])
+    for k in range(len(steps) + 1):
+        states[:, k] = k
+    states[:, -1] = 7
+    (tmp_path / "built").mkdir()
+    torch.save({**pool, "states": states}, tmp_path / "built" / "trajectories-rank0.pt")
+    original, calls = CausalWanTransformer.forward, []
+
+    def recording(self: CausalWanTransformer, x: Tensor, t: Tensor, text: Tensor, **kwargs: Any) -> Any:
+        out = original(self, x, t, text, **kwargs)
+        calls.append((x.detach(), t, kwargs.get("clean_context"), out.sample.detach()))
+        return out
+
+    monkeypatch.setattr(CausalWanTransformer, "forward", recording)
+    fit(path, tmp_path / "built", runs=chain, progress=False)
+    assert len(calls) == 2
+    for noisy, timestep, context, _ in calls:
+        level = int(noisy.flatten()[0])
+        assert 0 <= level < len(steps) and torch.equal(noisy, torch.full_like(noisy, level))
+        assert torch.allclose(timestep, torch.full_like(timestep, steps[level]))
+        assert context is not None and torch.equal(context, torch.full_like(context, 7))
+    noisy, timestep, _, flow = calls[0]
+    x0 = FlowMatchSchedule(spec.sampler.timestep_shift).flow_to_x0(flow, noisy, timestep)
+    logged = json.loads((tmp_path / "built" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["loss"] == pytest.approx(float(((x0 - len(steps)) ** 2).mean()), rel=1e-5)

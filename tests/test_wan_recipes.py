@@ -79,7 +79,7 @@ def test_generator_and_sampler_are_wan_1_3b_with_self_forcing_steps(name: str) -
     assert (spec.video.height, spec.video.width, spec.video.fps) == (480, 832, 16)
     assert recipe(name).data.num_frames == 81  # 21 latent frames
     data = recipe(name).data
-    if name.startswith("cf_ar_"):  # stage 1 trains on the release's clean latents
+    if name.startswith(("cf_ar_", "cf_causal_ode_")):  # stages 1 and 2 read the release's clean latents
         assert (data.kind, data.path) == ("latents", "dataset/clean_data")
     else:
         assert data.kind == "prompts" and data.prompts
@@ -224,6 +224,17 @@ def test_a_mistyped_key_names_the_key_the_line_and_the_file(tmp_path: Path) -> N
         ConfigError, match=f"{unknown}:{len(unknown.read_text().splitlines())}: generator_ckpt: unknown"
     ):
         load_recipe(unknown)
+
+
+def test_causal_ode_needs_clean_clips_to_force_its_teacher_on(tmp_path: Path) -> None:
+    source = (WAN / "cf_causal_ode_chunkwise.yaml").read_text()
+    (tmp_path / "generator_chunkwise.yaml").write_text((WAN / "generator_chunkwise.yaml").read_text())
+    prompts = tmp_path / "prompts.yaml"
+    data = "  kind: latents\n  path: dataset/clean_data"
+    assert data in source
+    prompts.write_text(source.replace(data, "  kind: prompts\n  prompts: prompts.txt"))
+    with pytest.raises(ConfigError, match="stage 'causal_ode' forces its teacher on clean training clips"):
+        load_recipe(prompts)
 
 
 def test_a_mistyped_key_in_the_named_generator_spec_names_that_file(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 teacher             toy only: bidirectional flow-matching teacher on sprites (wan: pretrained Wan)
 ode_init            Self-Forcing warm start: regress the causal student on teacher ODE trajectories
 ar_teacher_forcing  Causal-Forcing stage 1: AR diffusion with clean context (teacher forcing)
-causal_ode          Causal-Forcing stage 2: ODE regression on the AR teacher's causal trajectories
+causal_ode          Causal-Forcing stage 2: ODE regression on the AR teacher's teacher-forced trajectories
 dmd                 Self-Forcing DMD on the student's own rollout, optionally with the foresight loss
 
 Every stage stands on `base.py` (`Context`, `Stage`, the optimiser helpers); the trainer stands on
