@@ -10,8 +10,8 @@ import typer
 from mirai_train.cli_options import CheckpointDir, Device, Seed, UseEma
 
 if TYPE_CHECKING:
-    from mirai_eval.plan import Plan
-    from mirai_eval.score_stage import Scorer
+    from mirai_eval.pipeline.plan import Plan
+    from mirai_eval.pipeline.score import Scorer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -32,7 +32,7 @@ def generate(
     """Generate one video from a checkpoint (5 s in the training horizon; e.g. 30 s with the Rolling Sink)."""
     from rich.progress import Progress
 
-    from mirai_eval.generate import Generator
+    from mirai_eval.pipeline.generate import Generator
     from mirai_train.checkpoint import CheckpointError
 
     try:
@@ -102,8 +102,8 @@ def fidelity(
     from rich.console import Console
 
     from mirai_eval.fidelity import fidelity_report, stage_of
-    from mirai_eval.plan import training_runs
-    from mirai_eval.run import torch_threads
+    from mirai_eval.pipeline.plan import training_runs
+    from mirai_eval.pipeline.run import torch_threads
     from mirai_train.recipe import load_chain
 
     checkpoints: dict[str, tuple[Path, str | None]] = {}
@@ -252,7 +252,7 @@ def _plan_or_exit(
     manifest: Path, limit: int | None, profile: str | None = None, device: str | None = None
 ) -> Plan:
     """The plan, or exit 2 with one line per problem in the manifest and its files."""
-    from mirai_eval.run import load_plan
+    from mirai_eval.pipeline.run import load_plan
     from mirai_train.config_files import ConfigError
 
     try:
@@ -265,8 +265,8 @@ def _plan_or_exit(
 def _show_plan(plan: Plan, blockers: list[str], scorer: Scorer | None) -> None:
     from rich.console import Console
 
-    from mirai_eval.run import plan_table
-    from mirai_eval.store import Store
+    from mirai_eval.pipeline.run import plan_table
+    from mirai_eval.pipeline.store import Store
 
     console = Console()
     console.print(plan_table(plan, Store(plan.manifest.store), scorer))
@@ -286,7 +286,7 @@ def _show_plan(plan: Plan, blockers: list[str], scorer: Scorer | None) -> None:
 @app.command("validate")
 def validate_command(manifest: ManifestPath, limit: Limit = None) -> None:
     """Check a manifest and its files and print the plan; exit 1 if a run could not start yet."""
-    from mirai_eval.score_stage import scoring_blockers
+    from mirai_eval.pipeline.score import scoring_blockers
 
     plan = _plan_or_exit(manifest, limit)
     blockers = plan.blockers + scoring_blockers(plan.manifest)
@@ -314,8 +314,8 @@ def run_command(
     """Regenerate a manifest's tables: generate, score, aggregate, render. Resumes; --shard / torchrun split it."""
     from rich.console import Console
 
-    from mirai_eval.run import RunError, execute, parse_shard, torchrun_slice
-    from mirai_eval.score_stage import make_scorer, scoring_blockers
+    from mirai_eval.pipeline.run import RunError, execute, parse_shard, torchrun_slice
+    from mirai_eval.pipeline.score import make_scorer, scoring_blockers
     from mirai_eval.scoring.delegate import DelegationError
 
     if profile not in (None, "vbench", "toy"):
@@ -364,7 +364,7 @@ def ls_command(
     from rich.console import Console
     from rich.table import Table
 
-    from mirai_eval.store import Store
+    from mirai_eval.pipeline.store import Store
 
     if check or repair:
         content = Store(store)
@@ -383,7 +383,7 @@ def ls_command(
         raise typer.Exit(1 if damaged and not repair else 0)
 
     if manifest is not None:
-        from mirai_eval.score_stage import make_scorer, scoring_blockers
+        from mirai_eval.pipeline.score import make_scorer, scoring_blockers
 
         plan = _plan_or_exit(manifest, None)
         blockers = plan.blockers + scoring_blockers(plan.manifest)
@@ -431,11 +431,11 @@ def render_command(
     ] = None,
 ) -> None:
     """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
-    from mirai_eval.manifest import load_manifest
-    from mirai_eval.render import render
-    from mirai_eval.report import drift_from_store, write_report
-    from mirai_eval.store import Store
-    from mirai_eval.tables import build_table, read_rows, scorer_summary
+    from mirai_eval.pipeline.manifest import load_manifest
+    from mirai_eval.pipeline.store import Store
+    from mirai_eval.tables.build import build_table, read_rows, scorer_summary
+    from mirai_eval.tables.render import render
+    from mirai_eval.tables.report import drift_from_store, write_report
     from mirai_train.config_files import ConfigError
 
     try:
@@ -448,7 +448,7 @@ def render_command(
         raise typer.Exit(2) from None
     if not tables:
         typer.echo(
-            f"error: {manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables.py)",
+            f"error: {manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables/spec.py)",
             err=True,
         )
         raise typer.Exit(2)
@@ -494,7 +494,7 @@ def probe_command(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="YAML of probe settings (ProbeSpec in mirai_eval/probe_spec.py, no models)."
+            "--config", help="YAML of probe settings (ProbeSpec in mirai_eval/probe/spec.py, no models)."
         ),
     ] = None,
     device: Device = "cpu",
@@ -503,8 +503,8 @@ def probe_command(
     """Foresight readout probe: how much of the future a frozen generator's hidden state holds."""
     from pydantic import ValidationError
 
-    from mirai_eval.probe import run_probe
-    from mirai_eval.probe_spec import ProbeSpec
+    from mirai_eval.probe.experiment import run_probe
+    from mirai_eval.probe.spec import ProbeSpec
     from mirai_train.checkpoint import CheckpointError
     from mirai_train.config_files import ConfigError, describe, read_yaml
 

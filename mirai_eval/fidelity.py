@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mirai_eval.generate import Generator, to_frames
-from mirai_eval.store import atomic_write_text
+from mirai_eval.pipeline.generate import Generator, to_frames
+from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import read_metadata
 from mirai_train.models.codecs import VideoCodec, build_codec
 from mirai_train.sampling import FlowMatchSchedule, ode_grid, ode_trajectory
@@ -224,7 +224,7 @@ def slug(label: str) -> str:
 
 def render_markdown(document: dict[str, Any]) -> str:
     """The report through tables/templates/fidelity.md.j2; numbers formatted here, markup there."""
-    from mirai_eval.render import environment
+    from mirai_eval.tables.render import environment
 
     def cell(value: float | None, digits: int = 3) -> str:
         return "n/a" if value is None or value != value else f"{value:.{digits}f}"

@@ -26,12 +26,13 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
+from mirai_train.config_files import Strict
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.convert import (
     ConversionError,
@@ -52,26 +53,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used as it is; the message names the file and what is wrong."""
 
 
-class Parent(BaseModel):
+class Parent(Strict):
     """A file or checkpoint this one was made from, by content."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     path: str
     sha256: str
 
 
-class Provenance(BaseModel):
+class Provenance(Strict):
     """How the weights came about: `source` is e.g. "init", "import", "train:dmd"."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     source: str
     parents: list[Parent] = []
     step: int | None = None
     notes: list[str] = []
 
 
-class CheckpointMetadata(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CheckpointMetadata(Strict):
     format_version: int
     files: dict[str, str]
     config_sha256: str

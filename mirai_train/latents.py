@@ -22,7 +22,6 @@ Clips come back as float32 [C, F, h, w] whatever the stored dtype (the release c
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from mirai_train.atomic import atomic_write, atomic_write_text
 from mirai_train.cli_options import LatentDtype
 from mirai_train.spec import CodecSpec, GeneratorSpec
 
@@ -318,14 +318,14 @@ def encode_videos(
             )
         with torch.no_grad():
             latents = codec.encode(to_tensor(video.frames.numpy())[None].to(device))[0]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        save_file({KEY: latents.to(getattr(torch, dtype)).contiguous().cpu()}, str(partial))
-        os.replace(partial, target)
+        stored = {KEY: latents.to(getattr(torch, dtype)).contiguous().cpu()}
+
+        def write(tmp: Path, tensors: dict[str, Tensor] = stored) -> None:
+            save_file(tensors, str(tmp))
+
+        atomic_write(target, write)
         encoded += 1
         advance(clip.video, False)
     lines = [json.dumps({"latents": c.latent_file, "prompt": c.prompt, "video": c.video}) for c in clips]
-    partial_index = out / f"{INDEX}.partial"
-    partial_index.write_text("".join(line + "\n" for line in lines))
-    os.replace(partial_index, out / INDEX)
+    atomic_write_text(out / INDEX, "".join(line + "\n" for line in lines))
     return EncodeResult(encoded, skipped)

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mirai_train.config_files import ConfigError, load_model, read_yaml
-from mirai_train.spec import GeneratorSpec, Strict
+from mirai_train.config_files import ConfigError, Strict, load_model, read_yaml
+from mirai_train.spec import GeneratorSpec
 
 Stage = Literal["teacher", "ode_init", "ar_teacher_forcing", "causal_ode", "dmd"]
 

@@ -34,6 +34,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from mirai_train.atomic import atomic_write
 from mirai_train.checkpoint import Parent, Provenance, save_checkpoint
 from mirai_train.data import TrainingData
 from mirai_train.models.codecs import build_codec
@@ -203,9 +204,7 @@ def _save_state(path: Path, step: int, stage: Stage, ema: EMA | None, ctx: Conte
     }
     if ctx.rank != 0:
         return
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _resume(path: Path, stage: Stage, ema: EMA | None, ctx: Context) -> int:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.dlpack import from_dlpack
 
+from mirai_train.atomic import atomic_write
+
 MIN_FRAMES = 2  # every temporal dimension compares consecutive frames
 MIN_SIDE = 16  # smaller frames cannot go through the backbones' patch embeddings
 
@@ -99,16 +101,16 @@ def write_mp4(path: Path | str, frames: torch.Tensor | np.ndarray, fps: float, c
         raise ValueError(f"{path}: frames must be uint8 [T, H, W, 3], got {array.dtype} {array.shape}")
     if array.shape[1] % 2 or array.shape[2] % 2:
         raise ValueError(f"{path}: H.264 yuv420p needs even height and width, got {array.shape[1:3]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.height, stream.width = int(array.shape[1]), int(array.shape[2])
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
-        for frame in array:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    tmp.replace(path)
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=round(fps))
+            stream.height, stream.width = int(array.shape[1]), int(array.shape[2])
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.thread_count = 1
+            stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
+            for frame in array:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+
+    atomic_write(Path(path), encode)

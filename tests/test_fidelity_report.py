@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mirai_eval.fidelity import fidelity_report
-from mirai_eval.report import write_report
+from mirai_eval.tables.report import write_report
 from mirai_train.checkpoint import Provenance, save_checkpoint
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.spec import CodecSpec, GeneratorSpec, TextEncoderSpec, TransformerSpec, VideoSpec

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
-from mirai_eval.plan import build_plan
-from mirai_eval.score_stage import scoring_blockers
+from mirai_eval.pipeline.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
+from mirai_eval.pipeline.plan import build_plan
+from mirai_eval.pipeline.score import scoring_blockers
 from mirai_train.config_files import ConfigError
 from mirai_train.spec import RollingSinkSpec, SamplerSpec
 

@@ -15,11 +15,11 @@ import yaml
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app as eval_app
-from mirai_eval.generate import Generator
-from mirai_eval.probe_measure import Frozen, collapse_blocks, segment_errors
-from mirai_eval.probe_readout import fit_readout, latent_patches, patches_to_latents
-from mirai_eval.probe_spec import ProbeSpec, ReadoutSpec
-from mirai_eval.probe_sprites import sprite_positions, tally_positions
+from mirai_eval.pipeline.generate import Generator
+from mirai_eval.probe.measure import Frozen, collapse_blocks, segment_errors
+from mirai_eval.probe.readout import fit_readout, latent_patches, patches_to_latents
+from mirai_eval.probe.spec import ProbeSpec, ReadoutSpec
+from mirai_eval.probe.sprites import sprite_positions, tally_positions
 from mirai_train.cli import app as train_app
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene, tracks

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mirai_eval.render import latex_escape, markdown_escape, render
-from mirai_eval.tables import Table, TableSpec, build_table
+from mirai_eval.tables.build import Table, build_table
+from mirai_eval.tables.render import latex_escape, markdown_escape, render
+from mirai_eval.tables.spec import TableSpec
 from tests.test_tables import BASE, MIRAI, make_rows, noisy
 
 HOSTILE = r"a 100% cat & dog_run #1 costs $5 {x} \y ~z ^w <v>"

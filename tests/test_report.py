@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mirai_eval.report import write_report
-from mirai_eval.tables import TableSpec, build_table
+from mirai_eval.tables.build import build_table
+from mirai_eval.tables.report import write_report
+from mirai_eval.tables.spec import TableSpec
 from mirai_train.video import write_mp4
 from tests.test_tables import BASE, MIRAI, make_rows, noisy
 
@@ -119,7 +120,7 @@ def test_chromium_renders_tables_and_loads_videos(report: Path) -> None:
 
 def test_a_rescored_horizon_adds_no_video_row(tmp_path: Path) -> None:
     """A horizon that rescores another's videos (per clip) shows each video once, beside the others."""
-    from mirai_eval.report import side_by_side
+    from mirai_eval.tables.report import side_by_side
 
     rows = make_rows(noisy(0.02), prompts=2, samples=1)
     clips = rows[rows["horizon"] == "30s"].assign(horizon="30s_clips")

@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.manifest import load_manifest
-from mirai_eval.score_stage import OUTSIDE_SUITE
-from mirai_eval.scoring.base import EXCLUDED
+from mirai_eval.pipeline.manifest import load_manifest
+from mirai_eval.pipeline.score import OUTSIDE_SUITE
+from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
 from mirai_eval.scoring.toy_weights import stored_weights
 from mirai_train.cli import app as train_app
@@ -65,7 +65,7 @@ VIDEOS = 2 * (2 * 2 + 2 * 1)  # models x (prompts x samples, per horizon)
 KILLER = """\
 import os, signal, sys
 from mirai_eval.cli import app
-from mirai_eval.generate import Generator
+from mirai_eval.pipeline.generate import Generator
 from mirai_eval.scoring.flicker import TemporalFlickering
 
 stage, after = sys.argv[1], int(sys.argv[2])
@@ -245,7 +245,7 @@ def test_damaged_entries_are_quarantined_and_recomputed(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     stray = videos[2].with_name(
-        f".{videos[2].name}.{socket.gethostname().replace('.', '-')}.{dead.stdout.strip()}.tmp.part"
+        f".{videos[2].name}.{socket.gethostname().replace('.', '-')}.{dead.stdout.strip()}.tmp"
     )
     stray.write_bytes(b"half a video")
     results = run(project, "damaged")

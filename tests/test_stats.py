@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mirai_eval.stats import bootstrap_interval, holm, paired_permutation_p, prompt_means
+from mirai_eval.tables.stats import bootstrap_interval, holm, paired_permutation_p, prompt_means
 
 
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mirai_eval.manifest import Horizon, ModelEntry, RollingSinkOverrides, SamplerOverrides
-from mirai_eval.plan import ModelSource, Prompt, video_key
-from mirai_eval.store import ScoreRecord, Store, atomic_write_text
+from mirai_eval.pipeline.manifest import Horizon, ModelEntry, RollingSinkOverrides, SamplerOverrides
+from mirai_eval.pipeline.plan import ModelSource, Prompt, video_key
+from mirai_eval.pipeline.store import ScoreRecord, Store
+from mirai_train.atomic import atomic_write_text
 
 ENTRY = ModelEntry(label="A", group="g", checkpoint=Path("ck"))
 HORIZON = Horizon(seconds=5, prompts="p", samples_per_prompt=5, dimensions=["temporal_flickering"])
@@ -93,7 +94,7 @@ def test_damaged_entries_are_moved_aside_once(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_a_failure_holds_only_for_the_bytes_it_was_computed_on(tmp_path: Path) -> None:
-    from mirai_eval.score_stage import Scorer
+    from mirai_eval.pipeline.score import Scorer
 
     store = Store(tmp_path)
     key = "c" * 64
@@ -123,7 +124,7 @@ def test_stray_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> No
     host = socket.gethostname().replace(".", "-")
     folder = tmp_path / "videos" / "ab"
     folder.mkdir(parents=True)
-    gone = folder / f".{'ab' * 32}.mp4.{host}.{dead.stdout.strip()}.tmp.part"
+    gone = folder / f".{'ab' * 32}.mp4.{host}.{dead.stdout.strip()}.tmp"
     mine = folder / f".{'cd' * 32}.mp4.{host}.{os.getpid()}.tmp"
     elsewhere = folder / f".{'ef' * 32}.mp4.other-host.{dead.stdout.strip()}.tmp"
     for path in (gone, mine, elsewhere):
@@ -138,7 +139,7 @@ def test_every_source_the_toy_codec_runs_is_in_the_video_key() -> None:
     import subprocess
     import sys
 
-    from mirai_eval.plan import GENERATION_SOURCES
+    from mirai_eval.pipeline.plan import GENERATION_SOURCES
 
     probe = (
         "import sys; from mirai_train.models.codecs import SpritesPCACodec; SpritesPCACodec(8, 4, 16); "

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from mirai_eval.rows import ScoreRow, to_frame
 from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY
 from mirai_eval.scoring.final import final_score
-from mirai_eval.stats import holm, paired_permutation_p
-from mirai_eval.tables import TableSpec, build_table, read_rows
+from mirai_eval.tables.build import build_table, read_rows
+from mirai_eval.tables.rows import ScoreRow, to_frame
+from mirai_eval.tables.spec import TableSpec
+from mirai_eval.tables.stats import holm, paired_permutation_p
 
 BASE = "Causal-Forcing (chunk-wise)"
 MIRAI = "Causal-Forcing (chunk-wise) + Video-Mirai"

@@ -31,9 +31,6 @@ class Excluded(Exception):
     videos out, as colour does with a video where the object is never detected); says why."""
 
 
-EXCLUDED = "excluded: "  # how a stored score row's error begins when the video was excluded, not failed
-
-
 class Dimension(Protocol):
     """A natively computed dimension: scores one decoded video (with its prompt)."""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Group = Literal["quality", "semantic"]
+EXCLUDED = "excluded: "  # how a stored score row's error begins when the video was excluded, not failed
 
 
 @dataclass(frozen=True)

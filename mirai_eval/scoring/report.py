@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from mirai_train.atomic import atomic_write_text
+
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
     """Atomic: a reader never sees half a file, an interrupted run leaves the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(results, indent=2, sort_keys=False))
 
 
 def print_summary(results: dict[str, Any], console: Console | None = None) -> None:

@@ -44,8 +44,7 @@ from mirai_eval.scoring.backbones.sprites_encoder import SHAPE_CLASSES, SpritesE
 from mirai_eval.scoring.backbones.sprites_scorers import build_scorers, save_scorers
 from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText, SpritesVideoTextConfig
 from mirai_eval.scoring.videotext import middle_indices
-from mirai_train.config_files import load_model
-from mirai_train.spec import Strict
+from mirai_train.config_files import Strict, load_model
 from mirai_train.world import SpritesConfig, clip_seed, render, sample_scene, tracks
 from mirai_train.world.dataset import HELDOUT_BASE_SEED
 from mirai_train.world.vocabulary import COLOURS, LAYOUTS, SHAPES

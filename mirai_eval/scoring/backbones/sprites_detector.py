@@ -12,7 +12,6 @@ or the pillar come out as none. Trained on rendered sprites frames with the worl
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from mirai_eval.scoring.backbones.sprites_encoder import (
@@ -23,14 +22,13 @@ from mirai_eval.scoring.backbones.sprites_encoder import (
     palette_masks,
     resized,
 )
+from mirai_train.config_files import Strict
 from mirai_train.world.vocabulary import COLOURS, PALETTE_RGB, SHAPES
 
 NONE = len(SHAPES)  # the class "no sprite of this colour"
 
 
-class SpritesDetectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SpritesDetectorConfig(Strict):
     size: int = 64  # frames are resized to size x size
     channels: tuple[int, ...] = (16, 32, 48, 48)  # the trunk's 3x3 convs, strides 1, 2, 1, 1
     colour_sigma: float = 15.0  # RGB distance scale of the soft assignment of pixels to palette colours

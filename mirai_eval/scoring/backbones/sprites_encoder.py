@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from mirai_train.config_files import Strict
 from mirai_train.world.vocabulary import COLOURS, LAYOUTS, PALETTE_RGB, SHAPES
 
 SHAPE_CLASSES = len(SHAPES) + 1  # per colour: the shape of the sprite of that colour, or none
@@ -30,9 +30,7 @@ BACKGROUND_CLASSES = len(LAYOUTS) + len(COLOURS) + len(COLOURS) + 1  # layout, c
 PIXEL_MEAN, PIXEL_STD = 127.5, 64.0
 
 
-class SpritesEncoderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SpritesEncoderConfig(Strict):
     size: int = 64  # frames are resized to size x size
     channels: tuple[int, int, int] = (16, 32, 48)  # the trunk's three convs (strides 2, 2, 1)
     quality_channels: tuple[int, int, int] = (8, 16, 16)  # the quality branch (strides 1, 2, 2)

@@ -18,6 +18,7 @@ from torch import nn
 from mirai_eval.scoring.backbones.sprites_detector import SpritesDetector, SpritesDetectorConfig
 from mirai_eval.scoring.backbones.sprites_encoder import SpritesEncoder, SpritesEncoderConfig
 from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText, SpritesVideoTextConfig
+from mirai_train.atomic import atomic_write
 from mirai_train.world.vocabulary import COLOURS
 
 
@@ -60,10 +61,7 @@ def save_scorers(path: Path, scorers: SpritesScorers, provenance: Mapping[str, o
         "detector": scorers.detector.config.model_dump_json(),
         "provenance": json.dumps(provenance, sort_keys=True),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_provenance(path: Path) -> dict[str, object]:

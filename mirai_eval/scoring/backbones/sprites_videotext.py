@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from mirai_eval.scoring.backbones.sprites_encoder import SpritesEncoder
+from mirai_train.config_files import Strict
 from mirai_train.models.text_encoders import ToyTextEncoder
 
 
-class SpritesVideoTextConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SpritesVideoTextConfig(Strict):
     word_dim: int = 32  # the toy text encoder's word vectors
     max_words: int = 48
     word_seed: int = 0

@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mirai_eval
 import mirai_train
-from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
+from mirai_eval.pipeline.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
 from mirai_train.checkpoint import CheckpointError, content_sha256, file_sha256
 from mirai_train.config_files import ConfigError
 from mirai_train.recipe import chain_digest
 
 # The code a rollout runs through: a change in any of these files changes every video key.
 GENERATION_SOURCES = (
-    Path(mirai_eval.__file__).parent / "generate.py",
+    Path(__file__).with_name("generate.py"),
     Path(mirai_train.__file__).parent / "video.py",
     Path(mirai_train.__file__).parent / "sampling.py",
     Path(mirai_train.__file__).parent / "spec.py",

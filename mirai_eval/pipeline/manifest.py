@@ -17,19 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from mirai_eval.probe_spec import ProbeSpec
+from mirai_eval.probe.spec import ProbeSpec
 from mirai_eval.scoring.dimensions import DIMENSIONS
-from mirai_eval.tables import TableSpec
-from mirai_train.config_files import ConfigError, describe, read_yaml
+from mirai_eval.tables.spec import TableSpec
+from mirai_train.config_files import ConfigError, Strict, describe, read_yaml
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
 Label = Annotated[str, Field(min_length=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SamplerOverrides(Strict):

@@ -25,11 +25,13 @@ from rich.progress import Progress
 
 import mirai_eval
 import mirai_train
-from mirai_eval.manifest import Horizon, Manifest
-from mirai_eval.plan import Job, Plan, digest, source_version
+from mirai_eval.pipeline.manifest import Horizon, Manifest
+from mirai_eval.pipeline.plan import Job, Plan, digest, source_version
+from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
-from mirai_eval.scoring.base import EXCLUDED, Excluded
+from mirai_eval.scoring.base import Excluded
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
+from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.longvideo import score_clips
 from mirai_eval.scoring.profiles import (
     DELEGATED,
@@ -41,7 +43,6 @@ from mirai_eval.scoring.profiles import (
     build_plan,
 )
 from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
-from mirai_eval.store import ScoreRecord, Store
 from mirai_train.checkpoint import file_sha256
 from mirai_train.video import VideoError, decode
 

@@ -2,7 +2,7 @@
 
 `Frozen` wraps a loaded checkpoint with the probe's geometry: a segment is a block of
 `num_frame_per_block` latent frames, `per_block` tokens, each token one latent patch (see
-`probe_readout.py`). Every video the probe compares is decoded by the generator's own codec and
+`readout.py`). Every video the probe compares is decoded by the generator's own codec and
 compared as RGB in [0, 1], over the frames of the segments that were predicted.
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mirai_eval.generate import Generator
-from mirai_eval.probe_readout import Readout, fit_readout, latent_patches, patches_to_latents
-from mirai_eval.probe_spec import DeltaResult, FitReport, ModelProbe, ProbeSpec, PromptFile, Value
-from mirai_eval.probe_sprites import PositionTally, tally_positions
+from mirai_eval.pipeline.generate import Generator
+from mirai_eval.probe.readout import Readout, fit_readout, latent_patches, patches_to_latents
+from mirai_eval.probe.spec import DeltaResult, FitReport, ModelProbe, ProbeSpec, PromptFile, Value
+from mirai_eval.probe.sprites import PositionTally, tally_positions
 from mirai_train.checkpoint import content_sha256
 from mirai_train.losses.foresight import layer_at_fraction, official_layer_to_tap
 from mirai_train.sampling import FlowMatchSchedule, denoising_steps, rollout

@@ -21,53 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import re
 import shutil
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary path beside `path`, flush it to disk, and rename it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-STRAY = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp(\.part)?$")  # atomic_write's names
-
-
-def _host() -> str:
-    """This machine's name as it appears in temporary file names (no dots, so names parse back)."""
-    return socket.gethostname().replace(".", "-")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    atomic_write(path, write)
+from mirai_train.atomic import atomic_write, atomic_write_text, left_by_dead_writer, temporary
 
 
 @dataclass(frozen=True)
@@ -121,11 +82,10 @@ class Store:
 
     def clean_strays(self) -> list[Path]:
         """Remove the temporary files of writers on this host that are gone (killed mid-write)."""
-        host, removed = _host(), []
+        removed = []
         for folder in ("videos", "scores", "probes"):
-            for path in sorted((self.root / folder).rglob(".*.tmp*")):
-                match = STRAY.match(path.name)
-                if match and match["host"] == host and not _alive(int(match["pid"])):
+            for path in sorted((self.root / folder).rglob(".*.tmp")):
+                if left_by_dead_writer(path):
                     if path.is_dir():
                         shutil.rmtree(path)
                     else:
@@ -139,7 +99,7 @@ class Store:
     def put_probe(self, key: str, write: Callable[[Path], object]) -> Path:
         """Run `write(folder)` into a temporary folder, then rename it into place (present = done)."""
         final = self.probe_dir(key)
-        tmp = final.with_name(f".{key}.{_host()}.{os.getpid()}.tmp")
+        tmp = temporary(final)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:

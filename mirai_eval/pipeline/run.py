@@ -29,10 +29,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirai_eval.plan import Job, ModelSource, Plan, make_jobs, training_runs
-from mirai_eval.rows import ScoreRow, to_frame
-from mirai_eval.score_stage import Scorer, score_jobs
-from mirai_eval.store import Store, atomic_write_text
+from mirai_eval.pipeline.plan import Job, ModelSource, Plan, make_jobs, training_runs
+from mirai_eval.pipeline.score import Scorer, score_jobs
+from mirai_eval.pipeline.store import Store
+from mirai_eval.tables.rows import ScoreRow, to_frame
+from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import content_sha256, git_revision
 
 PACKAGES = (
@@ -125,7 +126,7 @@ def generate_jobs(plan: Plan, jobs: list[Job], store: Store, device: str, progre
     rollout (one model and horizon per batch); returns how many were made."""
     import torch
 
-    from mirai_eval.generate import Generator
+    from mirai_eval.pipeline.generate import Generator
 
     todo = [j for j in jobs if j.key is not None and not store.has_video(j.key)]
     task = progress.add_task("generate", total=len(jobs), completed=len(jobs) - len(todo))
@@ -235,8 +236,8 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
 
 
 def render_tables(plan: Plan, rows: list[ScoreRow], scorer: Scorer, console: Console) -> dict[str, list[str]]:
-    from mirai_eval.render import Format, render
-    from mirai_eval.tables import build_table, scorer_summary
+    from mirai_eval.tables.build import build_table, scorer_summary
+    from mirai_eval.tables.render import Format, render
 
     formats: tuple[Format, ...] = ("tex", "md")
 
@@ -417,8 +418,8 @@ def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timi
     probe's code), computed first when absent; its files are copied to `out`."""
     import shutil
 
-    from mirai_eval.plan import digest
-    from mirai_eval.probe import PROBE_CODE, run_probe
+    from mirai_eval.pipeline.plan import digest
+    from mirai_eval.probe.experiment import PROBE_CODE, run_probe
 
     spec = plan.manifest.probe
     assert spec is not None
@@ -451,8 +452,8 @@ def load_plan(
     manifest_path: Path, *, limit: int | None = None, profile: str | None = None, device: str | None = None
 ) -> Plan:
     """Validate the manifest, apply command-line overrides, check its files; `ConfigError` lists problems."""
-    from mirai_eval.manifest import load_manifest
-    from mirai_eval.plan import build_plan
+    from mirai_eval.pipeline.manifest import load_manifest
+    from mirai_eval.pipeline.plan import build_plan
 
     file = load_manifest(manifest_path)
     manifest = file.manifest

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mirai_eval.render import Format, environment
+from mirai_eval.tables.render import Format, environment
 
 if TYPE_CHECKING:
-    from mirai_eval.probe_spec import ProbeResult, Value
+    from mirai_eval.probe.spec import ProbeResult, Value
 
 MSE_SCALE = 1e3  # MSE of pixels in [0, 1] is printed x 10^3
 

@@ -3,7 +3,7 @@
 For each checkpoint, frozen: roll it out on training prompts and keep, per segment (block of
 latent frames) i, the tokens after `layer` at the block's final denoising step (the state the
 foresight loss trains); fit one small MLP per look-ahead Delta from a token of segment i to the
-latents of the same patch of segment i + Delta (`probe_readout.py`); then, on held-out prompts:
+latents of the same patch of segment i + Delta (`readout.py`); then, on held-out prompts:
 
 1. readout vs the generator's own continuation (segment i + Delta of the same rollout), against the
    collapse baseline "segment i as the prediction", and readout vs segment i (does it only copy?);
@@ -13,7 +13,7 @@ latents of the same patch of segment i + Delta (`probe_readout.py`); then, on he
    the table shows the spread as well: a readout that predicts the average sits below it;
 3. at toy scale, the sprites ground truth: the generator reads the true held-out video
    (teacher-forced: clean earlier segments, segment i noised to the final step's level), the
-   readout's image is decoded into sprite positions (`probe_sprites.py`) and compared with the
+   readout's image is decoded into sprite positions (`sprites.py`) and compared with the
    tracked centres at the future frames, against the true current segment as the prediction.
 
 Errors are in RGB: predicted and true latents go through the generator's codec, pixels in [0, 1];
@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from mirai_eval.plan import GENERATION_SOURCES, source_version
-from mirai_eval.probe_measure import (
+from mirai_eval.pipeline.plan import GENERATION_SOURCES, source_version
+from mirai_eval.probe.measure import (
     HELDOUT_OFFSET,
     TEACHER_OFFSET,
     Frozen,
@@ -43,10 +43,10 @@ from mirai_eval.probe_measure import (
     to_uint8,
     true_latents,
 )
-from mirai_eval.probe_readout import Readout
-from mirai_eval.probe_render import Panel, draw_panel, write_tables
-from mirai_eval.probe_spec import ModelProbe, ProbeResult, ProbeSpec
-from mirai_eval.render import TEMPLATES
+from mirai_eval.probe.readout import Readout
+from mirai_eval.probe.render import Panel, draw_panel, write_tables
+from mirai_eval.probe.spec import ModelProbe, ProbeResult, ProbeSpec
+from mirai_eval.tables.render import TEMPLATES
 from mirai_train.world import sample_scene
 
 __all__ = ["PROBE_CODE", "ProbeResult", "ProbeSpec", "run_probe"]
@@ -55,7 +55,7 @@ __all__ = ["PROBE_CODE", "ProbeResult", "ProbeSpec", "run_probe"]
 # rolls out with, and the templates of its tables (the store keys finished probes by it).
 PROBE_CODE = source_version(
     [
-        *sorted(Path(__file__).parent.glob("probe*.py")),
+        *sorted(Path(__file__).parent.glob("*.py")),
         *GENERATION_SOURCES,
         *sorted(TEMPLATES.glob("probe.*.j2")),
     ]

@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from mirai_eval.render import TEMPLATES, layout
-from mirai_eval.rows import check_frame
-from mirai_eval.tables import Table
+from mirai_eval.tables.build import Table
+from mirai_eval.tables.render import TEMPLATES, layout
+from mirai_eval.tables.rows import check_frame
 
 DRIFT_COLUMNS = ["model", "prompt_index", "seed", "dimension", "seconds", "value"]
 DRIFT_DIMENSIONS = ("subject_consistency", "background_consistency")
@@ -121,7 +121,7 @@ def drift_from_store(
 ) -> pd.DataFrame:
     """Per-clip values the clips protocol stored for a horizon's consistency scores (DRIFT_COLUMNS);
     none without such a horizon."""
-    from mirai_eval.store import Store
+    from mirai_eval.pipeline.store import Store
 
     store = Store(store_root)
     wanted = rows[(rows["horizon"] == horizon) & rows["dimension"].isin(DRIFT_DIMENSIONS)]

@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mirai_eval.tables import Cell, Table
+from mirai_eval.tables.build import Cell, Table
 
 Format = Literal["tex", "md"]
-TEMPLATES = Path(__file__).resolve().parents[1] / "tables" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "tables" / "templates"
 HORIZON_TEXT = {"5s": "5 s", "30s": "30 s"}
 
 _LATEX = {

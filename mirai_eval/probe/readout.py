@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mirai_eval.probe_spec import FitReport, ReadoutSpec
+from mirai_eval.probe.spec import FitReport, ReadoutSpec
 
 
 def latent_patches(latents: Tensor, patch: tuple[int, int, int]) -> Tensor:
