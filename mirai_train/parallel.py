@@ -16,6 +16,9 @@ index as `Optimizer.state_dict()` keys them; a run can resume under the other st
 
 from __future__ import annotations
 
+import atexit
+import os
+from datetime import timedelta
 from functools import cache
 from typing import Any, TypeVar
 
@@ -36,6 +39,24 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 M = TypeVar("M", bound=nn.Module)
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered, on rank 0's CPU only
 LOAD = StateDictOptions(full_state_dict=True)  # every rank passes the full state; each keeps its shard
+
+
+def join_torchrun(device: str, *, backend: str | None = None, timeout: timedelta | None = None) -> str:
+    """Under torchrun (WORLD_SIZE > 1): join its process group, once per process, and return this
+    rank's device (`cuda` becomes `cuda:<LOCAL_RANK>`); in a single process, `device` as it is.
+
+    The backend is NCCL on CUDA and gloo otherwise, unless given: an evaluation's group carries one
+    CPU barrier (gloo), with a timeout as long as the other ranks may generate."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return device
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if device.startswith("cuda") else "gloo"), timeout=timeout)
+        atexit.register(dist.destroy_process_group)
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return device
 
 
 @cache

@@ -101,12 +101,14 @@ class OdeSpec(Strict):
 
     num_trajectories: int = Field(default=256, ge=1)
     teacher_steps: int = Field(default=24, ge=4)  # Euler steps; a multiple of the student's step count
-    guidance_scale: float = 3.0
+    guidance_scale: float = 3.0  # uncond + scale * (cond - uncond) (`sampling.guided`)
     negative_prompt: str = ""
 
 
 class DMDSpec(Strict):
-    guidance_scale: float = 3.0  # real score CFG against the negative prompt; the fake score has none
+    # Real-score CFG against the negative prompt in Self-Forcing's convention, cond + scale * (cond -
+    # uncond) (`losses.dmd.cfg`: 3 here is 4 in `sampling.guided`'s); the fake score has none.
+    guidance_scale: float = 3.0
     negative_prompt: str = ""
     dfake_gen_update_ratio: int = Field(default=5, ge=1)  # generator every 5th step; critic every step
     min_step: int = 20

@@ -57,6 +57,13 @@ def _per_frame(sigma: Tensor, like: Tensor) -> Tensor:
     return sigma[:, None, :, None, None].to(like.dtype)
 
 
+def guided(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance as diffusers and Wan sample with it: uncond + scale * (cond - uncond);
+    scale 1 is the conditional prediction alone. (The DMD real score keeps Self-Forcing's own
+    convention, `losses.dmd.cfg`.)"""
+    return uncond + scale * (cond - uncond)
+
+
 def denoising_steps(spec: SamplerSpec) -> list[float]:
     schedule = FlowMatchSchedule(spec.timestep_shift, spec.num_train_timesteps)
     steps = list(spec.denoising_step_list)
@@ -120,12 +127,12 @@ def rollout(
     block = model.num_frame_per_block
     if config.num_frames % block:
         raise ValueError(f"{config.num_frames} latent frames is not a multiple of the block size {block}")
-    guided = sampler.guidance_scale != 1.0
-    if guided and negative_text is None:
+    guidance = sampler.guidance_scale != 1.0
+    if guidance and negative_text is None:
         raise ValueError("guidance_scale != 1 needs the negative prompt's text embedding")
     new_cache = make_cache or (lambda: KVCache(num_layers=len(model.blocks)))
-    caches = [new_cache(), new_cache()] if guided else [new_cache()]
-    contexts = [text, negative_text] if guided else [text]
+    caches = [new_cache(), new_cache()] if guidance else [new_cache()]
+    contexts = [text, negative_text] if guidance else [text]
     batch = text.shape[0]
     shape = (batch, config.latent_channels, block, config.latent_height, config.latent_width)
     device, dtype = text.device, text.dtype
@@ -149,7 +156,7 @@ def rollout(
             flows.append(out.sample)
             if out.tap is not None:
                 taps.append(out.tap)
-        flow = flows[0] if not guided else flows[1] + sampler.guidance_scale * (flows[0] - flows[1])
+        flow = guided(flows[0], flows[1], sampler.guidance_scale) if len(flows) == 2 else flows[0]
         return schedule.flow_to_x0(flow, x, timestep)
 
     blocks: list[Tensor] = []
@@ -234,7 +241,7 @@ def ode_trajectory(
             )  # fmt: skip
             assert out.sample is not None
             outs.append(out.sample)
-        return outs[0] if len(outs) == 1 else outs[1] + guidance_scale * (outs[0] - outs[1])
+        return guided(outs[0], outs[1], guidance_scale) if len(outs) == 2 else outs[0]
 
     def euler(x: Tensor, start: int, caches: list[KVCache] | None) -> list[Tensor]:
         states = []

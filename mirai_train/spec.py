@@ -61,7 +61,7 @@ class SamplerSpec(Strict):
     timestep_shift: float = 5.0
     num_train_timesteps: int = 1000
     context_noise: float = 0.0
-    guidance_scale: float = 1.0
+    guidance_scale: float = 1.0  # uncond + scale * (cond - uncond) (`sampling.guided`); 1: none
     negative_prompt: str = ""
 
 

@@ -18,7 +18,6 @@ Run directory:
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.parallel import (
     full_tensors,
+    join_torchrun,
     load_model_state,
     load_optimizer_state,
     model_state,
@@ -76,20 +76,11 @@ class EMA:
 
 @contextmanager
 def distributed(device: str) -> Iterator[tuple[int, int, torch.device]]:
-    """(rank, world size, device); under torchrun, the process group (made once per process, so a
-    chain of fits in one process reuses it)."""
+    """(rank, world size, device); under torchrun, in its process group (joined once per process, so
+    a chain of fits in one process reuses it)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        yield 0, 1, torch.device(device)
-        return
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        atexit.register(dist.destroy_process_group)
-    if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    yield dist.get_rank(), world_size, torch.device(device)
+    device = join_torchrun(device)
+    yield (dist.get_rank() if world_size > 1 else 0), world_size, torch.device(device)
 
 
 def build_stage(ctx: Context) -> Stage:

@@ -319,17 +319,6 @@ def results(
     }
 
 
-def init_distributed(slice_: Slice, device: str) -> str:
-    """Join torchrun's process group (used for one barrier) and pick this rank's device."""
-    import torch.distributed as dist
-
-    if slice_.world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=timedelta(days=2))
-    if device == "cuda" and slice_.world > 1:
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return device
-
-
 def execute(
     plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
 ) -> Path | None:
@@ -357,7 +346,10 @@ def _execute(
     plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
 ) -> Path | None:
     store, timings = Store(plan.manifest.store), Timings()
-    device = init_distributed(slice_, plan.manifest.generation.device)
+    from mirai_train.parallel import join_torchrun
+
+    # torchrun's group carries one barrier (below), on the CPU, while the other ranks may still generate.
+    device = join_torchrun(plan.manifest.generation.device, backend="gloo", timeout=timedelta(days=2))
     with timings.stage("checkpoints"):
         if slice_.rank == 0:
             train_missing(plan, device)
