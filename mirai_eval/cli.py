@@ -289,7 +289,7 @@ def validate_command(manifest: ManifestPath, limit: Limit = None) -> None:
     from mirai_eval.pipeline.score import scoring_blockers
 
     plan = _plan_or_exit(manifest, limit)
-    blockers = plan.blockers + scoring_blockers(plan.manifest)
+    blockers = [*plan.blockers, *scoring_blockers(plan.manifest)]
     _show_plan(plan, blockers, None)
     if blockers:
         raise typer.Exit(1)
@@ -325,7 +325,7 @@ def run_command(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--shard") from None
     plan = _plan_or_exit(manifest, limit, profile, device)
-    blockers = plan.blockers + scoring_blockers(plan.manifest)
+    blockers = [*plan.blockers, *scoring_blockers(plan.manifest)]
     scorer = None if blockers else make_scorer(plan.manifest, plan.manifest.generation.device)
     if dry_run or blockers:
         _show_plan(plan, blockers, scorer)
@@ -386,7 +386,7 @@ def ls_command(
         from mirai_eval.pipeline.score import make_scorer, scoring_blockers
 
         plan = _plan_or_exit(manifest, None)
-        blockers = plan.blockers + scoring_blockers(plan.manifest)
+        blockers = [*plan.blockers, *scoring_blockers(plan.manifest)]
         _show_plan(plan, blockers, None if blockers else make_scorer(plan.manifest, "cpu"))
         return
     content = Store(store)

@@ -120,14 +120,13 @@ def test_wan_manifests_dry_run_without_weights(
     (tmp_path / "data" / "prompts").symlink_to(SHARED)
     monkeypatch.chdir(tmp_path)
     plan = build_plan(load_manifest(ROOT / "manifests" / name))
-    per_model = [j for j in plan.jobs if j.model == plan.manifest.models[0].label and j.horizon == "5s"]
+    per_model = plan.samples("5s")  # (prompt, sample, seed) of each video a model makes
     assert len(per_model) == 946 * 5
-    assert len({j.seed for j in per_model}) == 946 * 5
-    assert per_model[7].seed == 0 + 1 * 5 + 2
-    assert per_model[0].prompt.text == "In a still frame, a stop sign"
-    assert per_model[0].prompt.generate.startswith("A still frame showing a classic octagonal stop sign")
-    assert per_model[0].name == "In a still frame, a stop sign-0.mp4"
-    assert plan.blockers  # no checkpoints here: a real run would refuse to start
+    assert len({seed for _, _, seed in per_model}) == 946 * 5
+    assert per_model[7][1:] == (2, 0 + 1 * 5 + 2)
+    assert per_model[0][0].text == "In a still frame, a stop sign"
+    assert per_model[0][0].generate.startswith("A still frame showing a classic octagonal stop sign")
+    assert plan.blockers and not plan.jobs  # no checkpoints here: no video has a key, a run would refuse
     result = CliRunner().invoke(app, ["run", "--manifest", str(ROOT / "manifests" / name), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "946 x 5" in result.output
@@ -139,7 +138,8 @@ def test_wan_manifests_dry_run_without_weights(
 def test_toy_manifests_plan(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     plan = build_plan(load_manifest(path))
-    assert plan.jobs and all(m.entry.train is not None for m in plan.models.values())
+    assert all(plan.samples(name) for name in plan.manifest.horizons)
+    assert all(m.entry.train is not None for m in plan.models.values())
 
 
 def test_probe_section_names_model_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mirai_eval.pipeline.manifest import Horizon, ModelEntry, RollingSinkOverrides, SamplerOverrides
-from mirai_eval.pipeline.plan import ModelSource, Prompt, video_key
+from mirai_eval.pipeline.plan import Prompt, video_key
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_train.atomic import atomic_write_text
 
@@ -17,11 +17,10 @@ HORIZON = Horizon(seconds=5, prompts="p", samples_per_prompt=5, dimensions=["tem
 PROMPT = Prompt(0, "a cat", "a cat, extended")
 
 
-def key(**change: object) -> str | None:
-    entry = change.get("entry", ENTRY)
-    source = ModelSource(entry, Path("ck"), str(change.get("sha", "a" * 64)), True)  # type: ignore[arg-type]
+def key(**change: object) -> str:
     return video_key(
-        source,
+        str(change.get("sha", "a" * 64)),
+        change.get("entry", ENTRY),  # type: ignore[arg-type]
         change.get("horizon", HORIZON),  # type: ignore[arg-type]
         change.get("prompt", PROMPT),  # type: ignore[arg-type]
         int(change.get("seed", 3)),  # type: ignore[call-overload]
@@ -43,12 +42,10 @@ def test_every_input_changes_the_key() -> None:
         key(code="d"),
         key(dtype="bfloat16"),
     ]
-    assert base is not None and len({base, *changed}) == len(changed) + 1
+    assert len({base, *changed}) == len(changed) + 1
     # What does not decide the pixels does not change the key: the label, the scored name.
     assert key(entry=ENTRY.model_copy(update={"label": "B"})) == base
     assert key(prompt=Prompt(7, "another name", "a cat, extended")) == base
-    unknown = ModelSource(ENTRY, Path("ck"), None, False)
-    assert video_key(unknown, HORIZON, PROMPT, 3, "c", "float32") is None
 
 
 def test_score_records_round_trip_nan(tmp_path: Path) -> None:

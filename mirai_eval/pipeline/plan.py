@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class Job:
     prompt: Prompt
     sample: int
     seed: int
-    key: str | None  # None while the checkpoint's content sha256 is unknown
+    key: str  # the video's key in the store (`video_key`)
 
     @property
     def name(self) -> str:
@@ -87,33 +87,72 @@ class Job:
         return f"{self.prompt.text}-{self.sample}.mp4"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """What a run will do. `jobs` holds the videos of every model whose checkpoint content is known, in
+    a fixed order (model, horizon, prompt, sample); `with_models` gives the plan once the missing
+    checkpoints are built."""
+
     file: ManifestFile
     manifest: Manifest  # the file's manifest with any command-line overrides applied
     models: dict[str, ModelSource]
     prompts: dict[str, list[Prompt]]
-    jobs: list[Job]
-    blockers: list[str]  # what a real run needs first (missing checkpoints, untrained recipes)
+    blockers: tuple[str, ...]  # what a real run needs first (missing checkpoints, untrained recipes)
     generation_code: str
     limit: int | None  # the first N prompts of each horizon (--limit)
+    jobs: tuple[Job, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs", tuple(self._jobs()))
+
+    def samples(self, horizon: str) -> list[tuple[Prompt, int, int]]:
+        """(prompt, sample, seed) of every video a model makes at `horizon`, in order."""
+        spec = self.manifest.horizons[horizon]
+        return [
+            (prompt, sample, spec.seed(prompt.index, sample))
+            for prompt in self.prompts[spec.prompts][: self.limit]
+            for sample in range(spec.samples_per_prompt)
+        ]
+
+    def with_models(self, models: dict[str, ModelSource]) -> Plan:
+        return replace(self, models=models)
+
+    def _jobs(self) -> list[Job]:
+        dtype = self.manifest.generation.torch_dtype()
+        jobs = []
+        for label, source in self.models.items():
+            if source.content_sha256 is None:
+                continue
+            for name, horizon in self.manifest.horizons.items():
+                for prompt, sample, seed in self.samples(name):
+                    key = video_key(
+                        source.content_sha256,
+                        source.entry,
+                        horizon,
+                        prompt,
+                        seed,
+                        self.generation_code,
+                        dtype,
+                    )
+                    jobs.append(Job(label, name, prompt, sample, seed, key))
+        return jobs
 
 
 def video_key(
-    source: ModelSource, horizon: Horizon, prompt: Prompt, seed: int, code: str, dtype: str
-) -> str | None:
-    """What decides a video's frames (not the batch size: a batched video equals its batch-1 twin)."""
-    if source.content_sha256 is None:
-        return None
+    checkpoint: str, entry: ModelEntry, horizon: Horizon, prompt: Prompt, seed: int, code: str, dtype: str
+) -> str:
+    """What decides a video's frames (not the batch size: a batched video equals its batch-1 twin):
+    the checkpoint's content sha256, the sampler and Rolling Sink settings, the prompt, seed, length,
+    dtype and the generation code."""
     return digest(
         {
-            "checkpoint": source.content_sha256,
+            "checkpoint": checkpoint,
             "dtype": dtype,
-            "ema": source.entry.ema,
+            "ema": entry.ema,
             "prompt": prompt.generate,
             "seed": seed,
             "seconds": horizon.seconds,
-            "sampler": source.entry.sampler.model_dump(exclude_none=True),
+            "sampler": entry.sampler.model_dump(exclude_none=True),
             "rolling_sink": horizon.rolling_sink.model_dump(exclude_none=True),
             "code": code,
         }
@@ -237,19 +276,4 @@ def build_plan(file: ManifestFile, manifest: Manifest | None = None, limit: int 
     }
     if problems:
         raise ConfigError(file.path, problems)
-    plan = Plan(file, manifest, models, prompts, [], blockers, GENERATION_CODE, limit)
-    plan.jobs = make_jobs(plan)
-    return plan
-
-
-def make_jobs(plan: Plan) -> list[Job]:
-    """Jobs in a fixed order (model, horizon, prompt, sample), keyed from the plan's model sources."""
-    jobs, dtype = [], plan.manifest.generation.torch_dtype()
-    for label, source in plan.models.items():
-        for horizon_name, horizon in plan.manifest.horizons.items():
-            for prompt in plan.prompts[horizon.prompts][: plan.limit]:
-                for sample in range(horizon.samples_per_prompt):
-                    seed = horizon.seed(prompt.index, sample)
-                    key = video_key(source, horizon, prompt, seed, plan.generation_code, dtype)
-                    jobs.append(Job(label, horizon_name, prompt, sample, seed, key))
-    return jobs
+    return Plan(file, manifest, models, prompts, tuple(blockers), GENERATION_CODE, limit)

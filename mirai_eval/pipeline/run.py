@@ -17,7 +17,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirai_eval.pipeline.plan import Job, ModelSource, Plan, make_jobs, training_runs
+from mirai_eval.pipeline.plan import Job, ModelSource, Plan, training_runs
 from mirai_eval.pipeline.score import Scorer, score_jobs
 from mirai_eval.pipeline.store import Store
 from mirai_eval.tables.rows import ScoreRow, to_frame
@@ -59,8 +59,8 @@ class Slice:
     def whole(self) -> bool:
         return self.shards == 1 and self.world == 1
 
-    def take(self, jobs: list[Job]) -> list[Job]:
-        return jobs[self.shard :: self.shards][self.rank :: self.world]
+    def take(self, jobs: Sequence[Job]) -> list[Job]:
+        return list(jobs[self.shard :: self.shards][self.rank :: self.world])
 
 
 @dataclass
@@ -128,7 +128,7 @@ def generate_jobs(plan: Plan, jobs: list[Job], store: Store, device: str, progre
 
     from mirai_eval.pipeline.generate import Generator
 
-    todo = [j for j in jobs if j.key is not None and not store.has_video(j.key)]
+    todo = [j for j in jobs if not store.has_video(j.key)]
     task = progress.add_task("generate", total=len(jobs), completed=len(jobs) - len(todo))
     size, dtype = plan.manifest.generation.batch_size, plan.manifest.generation.torch_dtype()
     batches = []
@@ -163,7 +163,6 @@ def generate_jobs(plan: Plan, jobs: list[Job], store: Store, device: str, progre
         )
         seconds = (time.perf_counter() - started) / len(batch)
         for job, frames in zip(batch, videos, strict=True):
-            assert job.key is not None
             info = {
                 "model": job.model,
                 "checkpoint": str(source.checkpoint),
@@ -188,7 +187,7 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
     """Every job's row per dimension, from the store; `RunError` naming what is still missing."""
     rows, missing_videos, missing_scores = [], 0, 0
     for job in plan.jobs:
-        if job.key is None or not store.has_video(job.key):
+        if not store.has_video(job.key):
             missing_videos += 1
             continue
         source = plan.models[job.model]
@@ -312,7 +311,6 @@ def results(
                 "seed": job.seed,
             }
             for job in plan.jobs
-            if job.key is not None
         },
         "slice": dataclasses.asdict(slice_),
         "timings": {"stages_seconds": timings.stages, "counts": timings.counts},
@@ -357,8 +355,7 @@ def _execute(
             import torch.distributed as dist
 
             dist.barrier()
-        plan.models = built_checkpoints(plan.models)
-    plan.jobs = make_jobs(plan)
+        plan = plan.with_models(built_checkpoints(plan.models))
     mine = slice_.take(plan.jobs)
     timings.counts["stray_files_removed"] = len(store.clean_strays())
     timings.counts["generated"] = timings.counts["scored"] = 0
@@ -462,7 +459,9 @@ def load_plan(
 
 def plan_table(plan: Plan, store: Store, scorer: Scorer | None) -> Table:
     """Per model and horizon: prompts x samples, videos cached / to do, scores cached / to do."""
-    table = Table(title=f"{plan.manifest.name}: {len(plan.jobs)} videos, store {store.root}")
+    videos = {name: len(plan.samples(name)) for name in plan.manifest.horizons}
+    total = len(plan.models) * sum(videos.values())
+    table = Table(title=f"{plan.manifest.name}: {total} videos, store {store.root}")
     for column in (
         "model",
         "horizon",
@@ -475,18 +474,17 @@ def plan_table(plan: Plan, store: Store, scorer: Scorer | None) -> Table:
         table.add_column(column, justify="left" if column in ("model", "horizon") else "right")
     for label, source in plan.models.items():
         for name, horizon in plan.manifest.horizons.items():
-            jobs = [j for j in plan.jobs if j.model == label and j.horizon == name]
-            cached = [j for j in jobs if j.key is not None and store.has_video(j.key)]
-            total_scores = len(jobs) * len(horizon.dimensions)
+            jobs = [j for j in plan.jobs if j.model == label and j.horizon == name]  # none before it is built
+            cached = [j for j in jobs if store.has_video(j.key)]
             scored = "?" if scorer is None else str(sum(
                 scorer.result(store, j, d)[2] is not None for j in cached for d in horizon.dimensions
             ))  # fmt: skip
             note = "" if source.present else " (checkpoint absent)"
-            prompts = len({j.prompt.index for j in jobs})
-            todo_scores = "?" if scorer is None else str(total_scores - int(scored))
+            prompts = videos[name] // horizon.samples_per_prompt
+            todo_scores = "?" if scorer is None else str(videos[name] * len(horizon.dimensions) - int(scored))
             table.add_row(
                 label + note, name, f"{prompts} x {horizon.samples_per_prompt}",
-                str(len(cached)), str(len(jobs) - len(cached)), scored, todo_scores,
+                str(len(cached)), str(videos[name] - len(cached)), scored, todo_scores,
             )  # fmt: skip
     return table
 

@@ -170,7 +170,6 @@ class Scorer:
                 f"unavailable in the {self.profile} profile: {TOY_UNAVAILABLE[dimension]}",
                 signature,
             )
-        assert job.key is not None
         record = store.get_score(job.key, dimension, signature)
         if record is None or self.stale_failure(store, record):
             return math.nan, None, None
@@ -222,7 +221,6 @@ def delegation_mode(manifest: Manifest, horizon: Horizon) -> str:
 
 
 def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: Scorer) -> None:
-    assert job.key is not None
     horizon = plan.manifest.horizons[job.horizon]
     started = time.perf_counter()
     try:
@@ -262,7 +260,6 @@ def _score_delegated(plan: Plan, jobs: list[Job], dims: list[str], store: Store,
     with tempfile.TemporaryDirectory(prefix="mirai-delegate-") as folder:
         links = []
         for job in jobs:
-            assert job.key is not None
             links.append(Path(folder) / job.name)
             links[-1].symlink_to(store.video_path(job.key).resolve())
         started = time.perf_counter()
@@ -271,7 +268,6 @@ def _score_delegated(plan: Plan, jobs: list[Job], dims: list[str], store: Store,
     for dimension in dims:
         per_video = results[dimension].per_video if dimension in results else {}
         for job in jobs:
-            assert job.key is not None
             value = per_video.get(job.name)
             error = None if value is not None else f"vbench returned no {dimension} value for {job.name}"
             signature = scorer.signatures[job.horizon][dimension]
@@ -292,7 +288,6 @@ def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progre
         missing = [d for d in dims if scorer.result(store, job, d)[2] is None]
         outside = {d for d in missing if scorer.outside_suite(job, d)}
         for dimension in outside:
-            assert job.key is not None
             signature = scorer.signatures[job.horizon][dimension]
             store.put_score(ScoreRecord(job.key, dimension, signature, math.nan, EXCLUDED + OUTSIDE_SUITE))
         missing = [d for d in missing if d not in outside]
