@@ -11,6 +11,7 @@ from mirai_eval.cli import app
 from mirai_eval.pipeline.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
 from mirai_eval.pipeline.plan import build_plan
 from mirai_eval.pipeline.score import scoring_blockers
+from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, STATIC_FILTER_VBENCH_ONLY
 from mirai_train.config_files import ConfigError
 from mirai_train.spec import RollingSinkSpec, SamplerSpec
 
@@ -97,6 +98,28 @@ def test_references_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(info.value.problems) == 2
     assert "has sha256" in info.value.problems[0] and "not abab" in info.value.problems[0]
     assert "none.txt not found" in info.value.problems[1]
+
+
+def test_scoring_options_the_loop_cannot_honour_are_refused(tmp_path: Path) -> None:
+    """What `mirai-eval score` refuses, a manifest refuses too: VBench's static filter in the toy
+    profile, delegated dimensions under the clips protocol."""
+    text = GOOD.format(sha="ab" * 32).replace(
+        "scoring: {profile: toy}", "scoring: {profile: toy, static_filter: true}"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_manifest(write(tmp_path, text))
+    assert info.value.problems == [
+        f"{tmp_path / 'm.yaml'}:5: scoring.static_filter: {STATIC_FILTER_VBENCH_ONLY}"
+    ]
+    text = GOOD.format(sha="ab" * 32).replace("scoring: {profile: toy}", "scoring: {profile: vbench}")
+    text = text.replace(
+        "dimensions: [temporal_flickering]}", "dimensions: [temporal_flickering, color], protocol: clips}"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_manifest(write(tmp_path, text))
+    assert info.value.problems == [
+        f"{tmp_path / 'm.yaml'}:9: horizons.5s.protocol: {CLIPS_NATIVE_ONLY} (color)"
+    ]
 
 
 def test_cli_refuses_a_broken_manifest_and_starts_nothing(

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from mirai_eval.scoring.backbones.amt import AmtS, load_amt, read_amt_state
+from mirai_eval.scoring.dimensions import NATIVE
 from mirai_eval.scoring.motion import MotionSmoothness, centred_padding
-from mirai_eval.scoring.profiles import NATIVE, ScoringOptions, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, build_plan
 from mirai_train.video import Video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -410,3 +410,66 @@ def test_delegated_dimensions_are_scored_by_file_name(project: Path, monkeypatch
     rows = [json.loads(line) for line in (project / "out-delegated" / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == VIDEOS
     assert all(r["value"] == len(f"{r['prompt']}-{r['sample']}.mp4") and r["error"] is None for r in rows)
+
+
+SAME_LOOP_DIMS = ["temporal_flickering", "subject_consistency", "color", "dynamic_degree", "human_action"]
+
+
+@pytest.mark.parametrize("protocol", ["whole", "clips"])
+def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, protocol: str) -> None:
+    """One scoring loop: `mirai-eval score` on a folder of a run's stored videos gives the run's
+    per-video values, exclusions and error texts, dimension by dimension."""
+    name = f"same-{protocol}"
+    path = manifest(project, name)
+    dims = ", ".join(SAME_LOOP_DIMS)
+    text = path.read_text().replace(
+        "scoring: {profile: toy}", f"scoring: {{profile: toy, weights: {{toy_scorers: {toy_scorers}}}}}"
+    )
+    text = text.replace(
+        "dimensions: [temporal_flickering, human_action]}",
+        f"dimensions: [{dims}], protocol: {protocol}, clip_seconds: 0.25}}",
+    )
+    text = text.replace(
+        "dimensions: [temporal_flickering]}",
+        f"dimensions: [{dims}], protocol: {protocol}, clip_seconds: 0.25}}",
+    )
+    path.write_text(text)
+    os.chdir(project)
+    result = runner.invoke(app, ["run", "--manifest", str(path)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (project / f"out-{name}" / "rows.jsonl").read_text().splitlines()]
+    kinds: Counter[str] = Counter()
+    for model in ("Base", "Base + Video-Mirai"):
+        for horizon in ("5s", "30s"):
+            mine = [r for r in rows if r["model"] == model and r["horizon"] == horizon]
+            folder = project / f"folder-{name}-{model}-{horizon}".replace(" ", "_")
+            folder.mkdir()
+            for row in mine:
+                link = folder / f"{row['prompt']}-{row['sample']}.mp4"
+                if not link.exists():
+                    link.symlink_to(
+                        project / f"store-{name}" / "videos" / row["video"][:2] / f"{row['video']}.mp4"
+                    )
+            out = folder.with_suffix(".json")
+            command = ["score", "--videos", str(folder), "--out", str(out), "--profile", "toy", "--dims"]
+            command += [",".join(SAME_LOOP_DIMS), "--weight", f"toy_scorers={toy_scorers}"]
+            command += ["--protocol", protocol, "--clip-seconds", "0.25"]
+            result = runner.invoke(app, command)
+            assert result.exit_code == 0, result.output
+            videos = json.loads(out.read_text())["videos"]
+            for row in mine:
+                video = videos[f"{row['prompt']}-{row['sample']}.mp4"]
+                dimension, error = row["dimension"], row["error"]
+                if error is None:
+                    kinds["value"] += 1
+                    assert video["scores"][dimension] == row["value"], (row, video)
+                elif error.startswith(EXCLUDED):
+                    kinds["excluded"] += 1
+                    assert video["excluded"][dimension] == error.removeprefix(EXCLUDED), (row, video)
+                elif error.startswith("unavailable"):
+                    kinds["unavailable"] += 1
+                    assert dimension not in video["scores"] and dimension not in video["errors"]
+                else:
+                    kinds["error"] += 1
+                    assert video["errors"][dimension] == error, (row, video)
+    assert kinds["value"] > 0 and kinds["unavailable"] > 0, kinds

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from mirai_eval.probe.spec import ProbeSpec
-from mirai_eval.scoring.dimensions import DIMENSIONS
+from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, DELEGATED, DIMENSIONS, STATIC_FILTER_VBENCH_ONLY
 from mirai_eval.tables.spec import TableSpec
 from mirai_train.config_files import ConfigError, Strict, describe, read_yaml
 
@@ -121,6 +121,9 @@ class Scoring(Strict):
     batch_size: int | None = Field(default=None, gt=0)  # None: the device's default (scoring/profiles.py)
     flow_batch_size: int | None = Field(default=None, gt=0)
     vbench_python: str | None = None  # python of the vbench environment (delegated dimensions)
+    # Temporal flickering on static videos only (VBench's static filter: RAFT, vbench profile), the
+    # first 5 static videos of each prompt per model and horizon.
+    static_filter: bool = False
 
 
 class Generation(Strict):
@@ -184,11 +187,18 @@ def _references(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
             problems.append(
                 (("models", i, "group"), f"{model.group!r} differs from its baseline's group {base.group!r}")
             )
+    if manifest.scoring.profile == "toy" and manifest.scoring.static_filter:
+        problems.append((("scoring", "static_filter"), STATIC_FILTER_VBENCH_ONLY))
     for name, horizon in manifest.horizons.items():
         if horizon.prompts not in manifest.prompt_sets:
             sets = ", ".join(manifest.prompt_sets)
             problems.append(
                 (("horizons", name, "prompts"), f"no prompt set {horizon.prompts!r}; sets: {sets}")
+            )
+        delegated = manifest.scoring.profile == "vbench" and set(horizon.dimensions) & set(DELEGATED)
+        if horizon.protocol == "clips" and delegated:
+            problems.append(
+                (("horizons", name, "protocol"), f"{CLIPS_NATIVE_ONLY} ({', '.join(sorted(delegated))})")
             )
         for j, dimension in enumerate(horizon.dimensions):
             if dimension not in DIMENSIONS:

@@ -32,6 +32,8 @@ from rich.table import Table
 from mirai_eval.pipeline.plan import Job, ModelSource, Plan, training_runs
 from mirai_eval.pipeline.score import Scorer, score_jobs
 from mirai_eval.pipeline.store import Store
+from mirai_eval.scoring.dimensions import EXCLUDED
+from mirai_eval.scoring.runner import OVER_STATIC_CAP, over_static_cap
 from mirai_eval.tables.rows import ScoreRow, to_frame
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import content_sha256, git_revision
@@ -214,12 +216,29 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
                     video=job.key,
                 )
             )
+    if plan.manifest.scoring.static_filter:
+        rows = cap_static(rows)
     if missing_videos or missing_scores:
         raise RunError(
             f"the store {store.root} lacks {missing_videos} video(s) and {missing_scores} score(s) of this plan; "
             "run the remaining shards (or the whole manifest without --shard) first"
         )
     return rows
+
+
+def cap_static(rows: list[ScoreRow]) -> list[ScoreRow]:
+    """VBench's static filter keeps a prompt's first static videos only, per model and horizon, in the
+    order `mirai-eval score` reads a folder of them (scoring/runner.py, `over_static_cap`)."""
+    capped = list(rows)
+    static: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        if row.dimension == "temporal_flickering" and row.error is None:
+            static.setdefault((row.model, row.horizon), []).append(i)
+    for indices in static.values():
+        for i, over in zip(indices, over_static_cap([rows[i].prompt for i in indices]), strict=True):
+            if over:
+                capped[i] = dataclasses.replace(rows[i], value=math.nan, error=EXCLUDED + OVER_STATIC_CAP)
+    return capped
 
 
 def write_rows(out: Path, rows: list[ScoreRow]) -> Path:

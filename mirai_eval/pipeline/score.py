@@ -29,19 +29,17 @@ from mirai_eval.pipeline.manifest import Horizon, Manifest
 from mirai_eval.pipeline.plan import Job, Plan, digest, source_version
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
-from mirai_eval.scoring.base import Excluded
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
-from mirai_eval.scoring.dimensions import EXCLUDED
-from mirai_eval.scoring.longvideo import score_clips
+from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, NATIVE
+from mirai_eval.scoring.longvideo import Protocol
 from mirai_eval.scoring.profiles import (
-    DELEGATED,
-    NATIVE,
     TOY_TRAINED,
     TOY_UNAVAILABLE,
     ScoringOptions,
     ScoringPlan,
     build_plan,
 )
+from mirai_eval.scoring.runner import score_video
 from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
 from mirai_train.checkpoint import file_sha256
 from mirai_train.video import VideoError, decode
@@ -66,6 +64,8 @@ def needed_weights(manifest: Manifest) -> list[str]:
     if manifest.scoring.profile != "vbench":
         return []
     dims = {d for h in manifest.horizons.values() for d in h.dimensions if d in NATIVE}
+    if manifest.scoring.static_filter and "temporal_flickering" in dims:
+        dims.add("static_filter")
     return sorted({key for d in dims for key in NEEDS.get(d, ())})
 
 
@@ -151,6 +151,7 @@ class Scorer:
             scoring.flow_batch_size,
             weights=scoring.weights,
             full_info=scoring.full_info,
+            static_filter=scoring.static_filter,
             store=self.manifest.store,
         )
 
@@ -205,6 +206,8 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
             }
             if kind == "delegated":
                 payload["mode"] = delegation_mode(manifest, horizon)
+            if dimension == "temporal_flickering" and manifest.scoring.static_filter:
+                payload["static_filter"] = True
             signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
     return Scorer(manifest, device, signatures, prompt_suites(manifest))
 
@@ -221,6 +224,7 @@ def delegation_mode(manifest: Manifest, horizon: Horizon) -> str:
 
 
 def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: Scorer) -> None:
+    """The one scoring loop (`scoring.runner.score_video`) on a stored video; each outcome stored."""
     horizon = plan.manifest.horizons[job.horizon]
     started = time.perf_counter()
     try:
@@ -229,25 +233,20 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
         store.quarantine_video(job.key, f"does not decode ({error})")
         return
     decoded = time.perf_counter() - started
-    for dimension in dims:
+    protocol = Protocol(horizon.protocol, horizon.clip_seconds)
+    for dimension, outcome in score_video(video, job.prompt.text, scorer.native(), dims, protocol).items():
         signature = scorer.signatures[job.horizon][dimension]
-        started = time.perf_counter()
-        scorer_dim = scorer.native().native[dimension]
-        try:
-            clips = None
-            if horizon.protocol == "clips":
-                score, clips = score_clips(scorer_dim, video, job.prompt.text, horizon.clip_seconds)
-            else:
-                score = scorer_dim.score(video, job.prompt.text)
+        if outcome.score is not None:
+            score = outcome.score
             record = ScoreRecord(
-                job.key, dimension, signature, score.value, None, score.total, score.count, clips,
-                round(decoded + time.perf_counter() - started, 3),
+                job.key, dimension, signature, score.value, None, score.total, score.count, outcome.clips,
+                round(decoded + outcome.seconds, 3),
             )  # fmt: skip
-        except Excluded as reason:
-            record = ScoreRecord(job.key, dimension, signature, math.nan, f"{EXCLUDED}{reason}")
-        except (ValueError, RuntimeError) as error:
+        elif outcome.excluded is not None:
+            record = ScoreRecord(job.key, dimension, signature, math.nan, EXCLUDED + outcome.excluded)
+        else:
             record = ScoreRecord(
-                job.key, dimension, signature, math.nan, f"{type(error).__name__}: {error}",
+                job.key, dimension, signature, math.nan, outcome.error,
                 video_sha256=store.video_sha256(job.key),
             )  # fmt: skip
         store.put_score(record)

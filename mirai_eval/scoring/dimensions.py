@@ -58,3 +58,24 @@ def spec(name: str) -> DimensionSpec:
         return DIMENSIONS[name]
     except KeyError:
         raise KeyError(f"unknown VBench dimension {name!r}; valid: {', '.join(DIMENSIONS)}") from None
+
+
+# What this harness computes itself (scoring/profiles.py, the vbench profile); the other dimensions
+# run in the vbench package's own environment (scoring/delegate.py), on whole videos only.
+NATIVE = (
+    "subject_consistency",
+    "background_consistency",
+    "temporal_flickering",
+    "motion_smoothness",
+    "dynamic_degree",
+    "aesthetic_quality",
+    "appearance_style",
+    "imaging_quality",
+    "temporal_style",
+    "overall_consistency",
+)
+DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
+CLIPS_NATIVE_ONLY = "the clips protocol is native-only; delegated dimensions need 'whole'"
+STATIC_FILTER_VBENCH_ONLY = (
+    "the static filter is VBench's RAFT test (vbench profile); the toy profile has no static filter"
+)

@@ -27,7 +27,7 @@ from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
 from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
 from mirai_eval.scoring.consistency import FeatureConsistency, background_consistency, subject_consistency
-from mirai_eval.scoring.dimensions import DIMENSIONS
+from mirai_eval.scoring.dimensions import DIMENSIONS, STATIC_FILTER_VBENCH_ONLY
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
@@ -41,20 +41,6 @@ from mirai_eval.scoring.weights import NEEDS, resolve_weights
 from mirai_train.video import MIN_SIDE
 
 Profile = Literal["vbench", "toy"]
-NATIVE = (
-    "subject_consistency",
-    "background_consistency",
-    "temporal_flickering",
-    "motion_smoothness",
-    "dynamic_degree",
-    "aesthetic_quality",
-    "appearance_style",
-    "imaging_quality",
-    "temporal_style",
-    "overall_consistency",
-)
-DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
-
 TOY_UNAVAILABLE = {
     "aesthetic_quality": "no meaning on sprites: there is no aesthetic preference data for the sprites world",
     "spatial_relationship": "no meaning on sprites: sprites move across each other, so the world's prompts "
@@ -192,6 +178,8 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
 
 def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
     """The toy profile: VBench's formulas on the sprites stand-ins (see the module docstring)."""
+    if options.static_filter:
+        raise ValueError(STATIC_FILTER_VBENCH_ONLY)
     device, batch = options.device, options.batch_size
     trained = any(name in TOY_TRAINED for name in dims)
     scorers = load_scorers(resolve_toy_weights(options.weights, options.store), device) if trained else None

@@ -1,23 +1,79 @@
-"""Score a folder of videos: decode each once, run every native dimension on the shared frames,
-merge delegated dimensions by video, aggregate, and say what failed, what was excluded and why.
+"""The one scoring loop: `score_video` scores a decoded video on every requested native dimension,
+sharing its frames; `mirai-eval score` runs it over a folder (`score_folder`), `mirai-eval run` over
+the store (pipeline/score.py), so both give the same values. `score_folder` then merges delegated
+dimensions by video, aggregates, and says what failed, what was excluded and why.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mirai_eval.scoring.base import Excluded, VideoScore, aggregate
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
+from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY
 from mirai_eval.scoring.final import MissingDimensionsError, MissingPolicy, final_score
 from mirai_eval.scoring.flicker import STATIC_KEEP_PER_PROMPT
 from mirai_eval.scoring.longvideo import Protocol, score_clips
 from mirai_eval.scoring.profiles import Profile, ScoringOptions, ScoringPlan, build_plan
 from mirai_eval.scoring.videos import VideoEntry, list_videos
-from mirai_train.video import VideoError, decode
+from mirai_train.video import Video, VideoError, decode
+
+NOT_STATIC = "not static (VBench's static filter)"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One video's result on one dimension: its score, or why it has none."""
+
+    score: VideoScore | None = None
+    clips: list[float] | None = None  # per-clip values under the clips protocol
+    excluded: str | None = None  # the dimension's own rule leaves the video out (VBench does too)
+    error: str | None = None  # it could not be computed
+    seconds: float = 0.0
+
+
+def score_video(
+    video: Video, prompt: str, plan: ScoringPlan, dims: Sequence[str], protocol: Protocol
+) -> dict[str, Outcome]:
+    """Every dimension of `dims` (native in `plan`) on the same decoded frames: whole, or averaged over
+    clips; temporal flickering only on a static video when the plan has VBench's static filter."""
+    outcomes = {}
+    for name in dims:
+        dimension, started = plan.native[name], time.perf_counter()
+        try:
+            static = plan.static_filter
+            if name == "temporal_flickering" and static is not None and not static.is_static(video):
+                raise Excluded(NOT_STATIC)
+            if protocol.mode == "clips":
+                score, clips = score_clips(dimension, video, prompt, protocol.clip_seconds)
+                outcome = Outcome(score=score, clips=clips)
+            else:
+                outcome = Outcome(score=dimension.score(video, prompt))
+        except Excluded as reason:
+            outcome = Outcome(excluded=str(reason))
+        except (ValueError, RuntimeError) as error:
+            outcome = Outcome(error=f"{type(error).__name__}: {error}")
+        outcomes[name] = replace(outcome, seconds=time.perf_counter() - started)
+    return outcomes
+
+
+def over_static_cap(prompts: Sequence[str]) -> list[bool]:
+    """VBench's static filter keeps at most STATIC_KEEP_PER_PROMPT static videos of a prompt: given the
+    prompts of the static videos in order, whether each comes after its prompt's first ones."""
+    seen: dict[str, int] = defaultdict(int)
+    over = []
+    for prompt in prompts:
+        over.append(seen[prompt] >= STATIC_KEEP_PER_PROMPT)
+        seen[prompt] += 1
+    return over
+
+
+OVER_STATIC_CAP = f"{STATIC_KEEP_PER_PROMPT} static videos of this prompt already kept"
 
 
 @dataclass
@@ -47,11 +103,10 @@ def _native(
 ) -> tuple[dict[str, VideoRecord], dict[str, str], dict[str, dict[str, VideoScore]], dict[str, float]]:
     records: dict[str, VideoRecord] = {}
     failed: dict[str, str] = {}
-    kept: dict[str, dict[str, VideoScore]] = defaultdict(dict)
     seconds: dict[str, float] = defaultdict(float)
-    static_per_prompt: dict[str, int] = defaultdict(int)
+    outcomes: dict[str, dict[str, Outcome]] = {}
     for entry in entries:
-        record = records[entry.name] = VideoRecord(prompt=entry.prompt)
+        records[entry.name] = VideoRecord(prompt=entry.prompt)
         started = time.perf_counter()
         try:
             video = decode(entry.path, request.expected_size)
@@ -59,35 +114,28 @@ def _native(
             failed[entry.name] = f"{error.problem}; {error.fix}"
             continue
         seconds["decode"] += time.perf_counter() - started
-        for name, dimension in plan.native.items():
-            started = time.perf_counter()
-            try:
-                if name == "temporal_flickering" and plan.static_filter is not None:
-                    if static_per_prompt[entry.prompt] >= STATIC_KEEP_PER_PROMPT:
-                        record.excluded[name] = (
-                            f"{STATIC_KEEP_PER_PROMPT} static videos of this prompt already kept"
-                        )
-                        continue
-                    if not plan.static_filter.is_static(video):
-                        record.excluded[name] = "not static (VBench's static filter)"
-                        continue
-                    static_per_prompt[entry.prompt] += 1
-                if request.protocol.mode == "clips":
-                    score, clip_values = score_clips(
-                        dimension, video, entry.prompt, request.protocol.clip_seconds
-                    )
-                    record.clips[name] = clip_values
-                else:
-                    score = dimension.score(video, entry.prompt)
-                if score.frames:
-                    record.frames[name] = score.frames
-                record.scores[name] = score.value
-                kept[name][entry.name] = score
-            except Excluded as reason:
-                record.excluded[name] = str(reason)
-            except (ValueError, RuntimeError) as error:
-                record.errors[name] = str(error)
-            seconds[name] += time.perf_counter() - started
+        outcomes[entry.name] = score_video(video, entry.prompt, plan, list(plan.native), request.protocol)
+    if plan.static_filter is not None and "temporal_flickering" in plan.native:
+        static = [n for n in outcomes if outcomes[n]["temporal_flickering"].score is not None]
+        for name, over in zip(static, over_static_cap([records[n].prompt for n in static]), strict=True):
+            if over:
+                outcomes[name]["temporal_flickering"] = Outcome(excluded=OVER_STATIC_CAP)
+    kept: dict[str, dict[str, VideoScore]] = defaultdict(dict)
+    for name, by_dimension in outcomes.items():
+        record = records[name]
+        for dimension, outcome in by_dimension.items():
+            seconds[dimension] += outcome.seconds
+            if outcome.score is not None:
+                record.scores[dimension] = outcome.score.value
+                kept[dimension][name] = outcome.score
+                if outcome.score.frames:
+                    record.frames[dimension] = outcome.score.frames
+                if outcome.clips is not None:
+                    record.clips[dimension] = outcome.clips
+            elif outcome.excluded is not None:
+                record.excluded[dimension] = outcome.excluded
+            elif outcome.error is not None:
+                record.errors[dimension] = outcome.error
     return records, failed, kept, seconds
 
 
@@ -106,9 +154,7 @@ def score_folder(request: ScoreRequest) -> dict[str, Any]:
     if plan.delegated:
         if request.protocol.mode == "clips":
             for name in plan.delegated:
-                dimension_errors[name] = (
-                    "the clips protocol is native-only; delegated dimensions need 'whole'"
-                )
+                dimension_errors[name] = CLIPS_NATIVE_ONLY
         else:
             started = time.perf_counter()
             try:
