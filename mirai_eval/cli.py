@@ -7,6 +7,26 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mirai_eval import DEFAULT_STORE
+from mirai_eval.cli_options import (
+    BatchSize,
+    ClipSeconds,
+    DeviceOverride,
+    Dims,
+    FlowBatchSize,
+    FullInfo,
+    Limit,
+    ManifestPath,
+    Missing,
+    ProfileChoice,
+    ProfileOverride,
+    ProtocolChoice,
+    Size,
+    StaticFilter,
+    StoreDir,
+    VbenchPython,
+    Weights,
+)
 from mirai_train.cli_options import CheckpointDir, Device, Seed, UseEma
 
 if TYPE_CHECKING:
@@ -88,9 +108,7 @@ def fidelity(
         typer.Option("--chain", help="Toy chain file(s); every run trained into the store is measured."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for fidelity.md, fidelity.json and grids/.")],
-    store: Annotated[Path, typer.Option("--store", help="The store the chains were trained into.")] = Path(
-        "runs/store"
-    ),
+    store: StoreDir = DEFAULT_STORE,
     num: Annotated[int, typer.Option("--num", help="Held-out sprites prompts (one video each).")] = 16,
     steps: Annotated[int, typer.Option("--steps", help="Euler steps of the teacher and base model.")] = 48,
     seed: Seed = 0,
@@ -137,53 +155,20 @@ def score(
         Path, typer.Option("--videos", help="Folder of mp4 files named VBench-style, '{prompt}-{i}.mp4'.")
     ],
     out: Annotated[Path, typer.Option("--out", help="JSON file for per-video and aggregate results.")],
-    profile: Annotated[
-        str, typer.Option("--profile", help="'vbench' (official weights) or 'toy'.")
-    ] = "vbench",
-    dims: Annotated[
-        str, typer.Option("--dims", help="Comma-separated VBench dimensions; default all 16.")
-    ] = "",
-    device: Annotated[
-        str, typer.Option("--device", help="torch device for the native backbones, e.g. cuda.")
-    ] = "cpu",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            help="Frames per DINO/CLIP forward (MUSIQ: at most 2); default 16 on cpu, else 64.",
-        ),
-    ] = None,
-    flow_batch_size: Annotated[
-        int | None,
-        typer.Option("--flow-batch-size", help="Frame pairs per RAFT/AMT forward; default 1 on cpu, else 8."),
-    ] = None,
-    weight: Annotated[
-        list[str] | None, typer.Option("--weight", help="KEY=PATH for a weight file (see the README).")
-    ] = None,
-    full_info: Annotated[
-        Path | None, typer.Option("--full-info", help="VBench_full_info.json (appearance style).")
-    ] = None,
-    static_filter: Annotated[
-        bool, typer.Option("--static-filter", help="Temporal flickering on static videos only.")
-    ] = False,
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="'whole' videos or VBench-Long 'clips'.")
-    ] = "whole",
-    clip_seconds: Annotated[
-        float, typer.Option("--clip-seconds", help="Clip length of the 'clips' protocol.")
-    ] = 2.0,
-    size: Annotated[
-        str | None, typer.Option("--size", help="Expected HxW; other sizes are per-video errors.")
-    ] = None,
-    missing: Annotated[
-        str, typer.Option("--missing", help="Final score with missing dims: refuse|reweight.")
-    ] = "refuse",
-    vbench_python: Annotated[
-        str | None, typer.Option("--vbench-python", help="Python of the vbench environment.")
-    ] = None,
-    store: Annotated[
-        Path, typer.Option("--store", help="Store where the toy profile's models are (trained if missing).")
-    ] = Path("runs/store"),
+    profile: ProfileChoice = "vbench",
+    dims: Dims = "",
+    device: Device = "cpu",
+    batch_size: BatchSize = None,
+    flow_batch_size: FlowBatchSize = None,
+    weight: Weights = None,
+    full_info: FullInfo = None,
+    static_filter: StaticFilter = False,
+    protocol: ProtocolChoice = "whole",
+    clip_seconds: ClipSeconds = 2.0,
+    size: Size = None,
+    missing: Missing = "refuse",
+    vbench_python: VbenchPython = None,
+    store: StoreDir = DEFAULT_STORE,
 ) -> None:
     """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
     from mirai_eval.scoring.dimensions import DIMENSIONS
@@ -192,44 +177,14 @@ def score(
     from mirai_eval.scoring.report import print_summary, write_results
     from mirai_eval.scoring.runner import ScoreRequest, score_folder
 
-    if profile not in ("vbench", "toy"):
-        raise typer.BadParameter(f"unknown profile {profile!r}; use vbench or toy", param_hint="--profile")
-    if missing not in ("refuse", "reweight"):
-        raise typer.BadParameter(f"{missing!r}: use refuse or reweight", param_hint="--missing")
-    names = [d.strip() for d in dims.split(",") if d.strip()] or list(DIMENSIONS)
-    weights = {}
-    for item in weight or []:
-        key, sep, path = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(
-                f"{item!r}: write KEY=PATH, e.g. dino_vitb16=/w/dino.pth", param_hint="--weight"
-            )
-        weights[key] = path
-    expected = None
-    if size:
-        try:
-            height, width = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise typer.BadParameter(f"{size!r}: write HxW, e.g. 480x832", param_hint="--size") from None
-        expected = (height, width)
+    options = ScoringOptions.for_device(
+        device, batch_size, flow_batch_size, weights=_weights(weight), full_info=full_info,
+        static_filter=static_filter, store=store,
+    )  # fmt: skip
     request = ScoreRequest(
-        videos=videos,
-        profile=profile,  # type: ignore[arg-type]
-        dims=names,
-        options=ScoringOptions.for_device(
-            device,
-            batch_size,
-            flow_batch_size,
-            weights=weights,
-            full_info=full_info,
-            static_filter=static_filter,
-            store=store,
-        ),
-        protocol=Protocol(protocol, clip_seconds),
-        expected_size=expected,
-        missing=missing,  # type: ignore[arg-type]
-        vbench_python=vbench_python,
-    )
+        videos, profile, [d.strip() for d in dims.split(",") if d.strip()] or list(DIMENSIONS), options,
+        Protocol(protocol, clip_seconds), _size(size), missing, vbench_python,
+    )  # fmt: skip
     try:
         results = score_folder(request)
     except (FileNotFoundError, NotADirectoryError, ValueError) as error:
@@ -242,10 +197,26 @@ def score(
         raise typer.Exit(1)
 
 
-ManifestPath = Annotated[Path, typer.Option("--manifest", help="A manifest YAML file (see manifests/).")]
-Limit = Annotated[
-    int | None, typer.Option("--limit", help="Only the first N prompts of each horizon (a quick check).")
-]
+def _weights(items: list[str] | None) -> dict[str, str]:
+    weights = {}
+    for item in items or []:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(
+                f"{item!r}: write KEY=PATH, e.g. dino_vitb16=/w/dino.pth", param_hint="--weight"
+            )
+        weights[key] = path
+    return weights
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: write HxW, e.g. 480x832", param_hint="--size") from None
+    return height, width
 
 
 def _plan_or_exit(
@@ -306,10 +277,8 @@ def run_command(
     shard: Annotated[
         str, typer.Option("--shard", help="i/n: run the i-th of n disjoint job slices (job arrays).")
     ] = "0/1",
-    profile: Annotated[
-        str | None, typer.Option("--profile", help="Score with this profile instead (e.g. toy on a CPU).")
-    ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Override the manifest's device.")] = None,
+    profile: ProfileOverride = None,
+    device: DeviceOverride = None,
 ) -> None:
     """Regenerate a manifest's tables: generate, score, aggregate, render. Resumes; --shard / torchrun split it."""
     from rich.console import Console
@@ -318,8 +287,6 @@ def run_command(
     from mirai_eval.pipeline.score import make_scorer, scoring_blockers
     from mirai_eval.scoring.delegate import DelegationError
 
-    if profile not in (None, "vbench", "toy"):
-        raise typer.BadParameter(f"unknown profile {profile!r}; use vbench or toy", param_hint="--profile")
     try:
         slice_ = torchrun_slice(*parse_shard(shard))
     except ValueError as error:
@@ -346,7 +313,7 @@ def run_command(
 
 @app.command("ls")
 def ls_command(
-    store: Annotated[Path, typer.Option("--store", help="The store folder.")] = Path("runs/store"),
+    store: StoreDir = DEFAULT_STORE,
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="Show this manifest's plan against the store instead.")
     ] = None,
@@ -434,30 +401,24 @@ def render_command(
     from mirai_eval.pipeline.manifest import load_manifest
     from mirai_eval.pipeline.store import Store
     from mirai_eval.tables.build import build_table, read_rows, scorer_summary
-    from mirai_eval.tables.render import render
+    from mirai_eval.tables.render import write_tables
     from mirai_eval.tables.report import drift_from_store, write_report
     from mirai_train.config_files import ConfigError
 
     try:
         spec = load_manifest(manifest).manifest
         frame = read_rows(rows or spec.out / "rows.jsonl")
-        signature = scorer_summary(frame)
-        tables = [build_table(frame, t, scale=spec.scale, scorer_signature=signature) for t in spec.tables]
+        if not spec.tables:
+            raise ValueError(
+                f"{manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables/spec.py)"
+            )
+        folder = out or spec.out / "tables"
+        written = write_tables(frame, spec.tables, spec.scale, folder)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    if not tables:
-        typer.echo(
-            f"error: {manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables/spec.py)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    folder = out or spec.out / "tables"
-    folder.mkdir(parents=True, exist_ok=True)
-    for table in tables:
-        for fmt in ("tex", "md"):
-            (folder / f"{table.spec.name}.{fmt}").write_text(render(table, fmt), encoding="utf-8")
-        typer.echo(f"wrote {folder / table.spec.name}.tex and .md")
+    for name in written:
+        typer.echo(f"wrote {folder / name}.tex and .md")
     if report:
         store = Store(spec.store)
         videos = {key: store.video_path(key) for key in frame["video"].unique()}
@@ -467,6 +428,8 @@ def render_command(
         )
         drift_horizon, clip_seconds = (clipped[0][0], clipped[0][1].clip_seconds) if clipped else (None, 2.0)
         images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
+        signature = scorer_summary(frame)
+        tables = [build_table(frame, t, scale=spec.scale, scorer_signature=signature) for t in spec.tables]
         index = write_report(
             folder / "report",
             tables,

@@ -19,8 +19,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from mirai_eval import DEFAULT_STORE
 from mirai_eval.probe.spec import ProbeSpec
-from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, DELEGATED, DIMENSIONS, STATIC_FILTER_VBENCH_ONLY
+from mirai_eval.scoring.dimensions import (
+    CLIPS_NATIVE_ONLY,
+    DELEGATED,
+    DIMENSIONS,
+    STATIC_FILTER_VBENCH_ONLY,
+    Profile,
+    ProtocolMode,
+)
 from mirai_eval.tables.spec import TableSpec
 from mirai_train.config_files import ConfigError, Strict, describe, read_yaml
 
@@ -105,7 +113,7 @@ class Horizon(Strict):
     seed_base: int = 0
     rolling_sink: RollingSinkOverrides = RollingSinkOverrides()
     dimensions: list[str] = Field(min_length=1)
-    protocol: Literal["whole", "clips"] = "whole"  # `clips`: VBench-Long's per-clip average (native only)
+    protocol: ProtocolMode = "whole"  # `clips`: VBench-Long's per-clip average (native only)
     clip_seconds: float = Field(default=2.0, gt=0)
 
     def seed(self, prompt_index: int, sample: int) -> int:
@@ -115,7 +123,7 @@ class Horizon(Strict):
 class Scoring(Strict):
     """How videos are scored; `weights` maps weight keys (see scoring/weights.py) to local files."""
 
-    profile: Literal["vbench", "toy"]
+    profile: Profile
     weights: dict[str, str] = {}
     full_info: Path | None = None  # VBench_full_info.json, for appearance style
     batch_size: int | None = Field(default=None, gt=0)  # None: the device's default (scoring/profiles.py)
@@ -147,7 +155,7 @@ class Generation(Strict):
 class Manifest(Strict):
     name: Label
     scale: Literal["toy", "wan"]
-    store: Path = Path("runs/store")  # content-addressed videos and scores, shared by manifests
+    store: Path = DEFAULT_STORE  # content-addressed videos and scores, shared by manifests
     out: Path  # results.json, per-video rows and rendered tables
     generation: Generation = Generation()
     scoring: Scoring

@@ -253,25 +253,15 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
     return path
 
 
-def render_tables(plan: Plan, rows: list[ScoreRow], scorer: Scorer, console: Console) -> dict[str, list[str]]:
-    from mirai_eval.tables.build import build_table, scorer_summary
-    from mirai_eval.tables.render import Format, render
+def render_tables(plan: Plan, rows: list[ScoreRow], console: Console) -> dict[str, list[str]]:
+    """The manifest's tables into `out/tables` (the Markdown also on the console)."""
+    from mirai_eval.tables.render import write_tables
 
-    formats: tuple[Format, ...] = ("tex", "md")
-
-    frame = to_frame(rows)
-    written: dict[str, list[str]] = {}
-    for spec in plan.manifest.tables:
-        table = build_table(frame, spec, scale=plan.manifest.scale, scorer_signature=scorer_summary(frame))
-        written[spec.name] = []
-        for fmt in formats:
-            path = plan.manifest.out / "tables" / f"{spec.name}.{fmt}"
-            text = render(table, fmt)
-            atomic_write_text(path, text)
-            written[spec.name].append(str(path))
-            if fmt == "md":
-                console.print(text)
-    return written
+    manifest = plan.manifest
+    written = write_tables(to_frame(rows), manifest.tables, manifest.scale, manifest.out / "tables")
+    for paths in written.values():
+        console.print(paths["md"].read_text(encoding="utf-8"))
+    return {name: [str(path) for path in paths.values()] for name, paths in written.items()}
 
 
 def versions() -> dict[str, str | None]:
@@ -404,7 +394,7 @@ def _execute(
         out = plan.manifest.out
         rows_path = write_rows(out, rows)
     with timings.stage("render"):
-        tables = render_tables(plan, rows, scorer, console)
+        tables = render_tables(plan, rows, console)
     probe_files: dict[str, str] = {}
     if plan.manifest.probe is not None:
         with timings.stage("probe"):

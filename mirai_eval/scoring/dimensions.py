@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Group = Literal["quality", "semantic"]
+Profile = Literal["vbench", "toy"]  # scoring/profiles.py
+ProtocolMode = Literal["whole", "clips"]  # whole videos, or VBench-Long's clips (scoring/longvideo.py)
 EXCLUDED = "excluded: "  # how a stored score row's error begins when the video was excluded, not failed
 
 

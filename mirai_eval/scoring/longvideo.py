@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mirai_eval.scoring.base import Dimension, Excluded, VideoScore
+from mirai_eval.scoring.dimensions import ProtocolMode
 from mirai_train.video import MIN_FRAMES, Video
 
 
@@ -17,7 +18,7 @@ from mirai_train.video import MIN_FRAMES, Video
 class Protocol:
     """`whole` scores each video as one; `clips` cuts it into `clip_seconds` pieces."""
 
-    mode: str = "whole"
+    mode: ProtocolMode = "whole"
     clip_seconds: float = 2.0
 
     def __post_init__(self) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from mirai_eval import DEFAULT_STORE
 from mirai_eval.scoring.backbones.amt import load_amt
 from mirai_eval.scoring.backbones.block_matching import BilateralInterpolator, BlockMatchingFlow
 from mirai_eval.scoring.backbones.dino import DinoViT
@@ -27,7 +28,7 @@ from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
 from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
 from mirai_eval.scoring.consistency import FeatureConsistency, background_consistency, subject_consistency
-from mirai_eval.scoring.dimensions import DIMENSIONS, STATIC_FILTER_VBENCH_ONLY
+from mirai_eval.scoring.dimensions import DIMENSIONS, STATIC_FILTER_VBENCH_ONLY, Profile
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
@@ -40,7 +41,6 @@ from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder, VideoTextCons
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
 from mirai_train.video import MIN_SIDE
 
-Profile = Literal["vbench", "toy"]
 TOY_UNAVAILABLE = {
     "aesthetic_quality": "no meaning on sprites: there is no aesthetic preference data for the sprites world",
     "spatial_relationship": "no meaning on sprites: sprites move across each other, so the world's prompts "
@@ -80,7 +80,7 @@ class ScoringOptions:
     weights: dict[str, str] = field(default_factory=dict)
     full_info: Path | None = None
     static_filter: bool = False
-    store: Path = Path("runs/store")  # where the toy profile's models are trained when missing
+    store: Path = DEFAULT_STORE  # where the toy profile's models are trained when missing
 
     @classmethod
     def for_device(

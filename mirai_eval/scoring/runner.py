@@ -15,11 +15,11 @@ from typing import Any
 
 from mirai_eval.scoring.base import Excluded, VideoScore, aggregate
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
-from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY
+from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, Profile
 from mirai_eval.scoring.final import MissingDimensionsError, MissingPolicy, final_score
 from mirai_eval.scoring.flicker import STATIC_KEEP_PER_PROMPT
 from mirai_eval.scoring.longvideo import Protocol, score_clips
-from mirai_eval.scoring.profiles import Profile, ScoringOptions, ScoringPlan, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, ScoringPlan, build_plan
 from mirai_eval.scoring.videos import VideoEntry, list_videos
 from mirai_train.video import Video, VideoError, decode
 

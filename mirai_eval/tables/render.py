@@ -8,16 +8,20 @@ Markup (bold, marks, intervals) lives in the templates; Python hands them format
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mirai_eval.tables.build import Cell, Table
+from mirai_eval.tables.build import Cell, Table, build_table, scorer_summary
+from mirai_eval.tables.spec import TableSpec
+from mirai_train.atomic import atomic_write_text
 
 Format = Literal["tex", "md"]
+FORMATS: tuple[Format, ...] = ("tex", "md")
 TEMPLATES = Path(__file__).resolve().parents[2] / "tables" / "templates"
 HORIZON_TEXT = {"5s": "5 s", "30s": "30 s"}
 
@@ -166,3 +170,20 @@ def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
         raise ValueError(f"format {fmt!r}: use tex or md")
     template = environment(fmt, templates).get_template(template_name(table, fmt))
     return template.render(**layout(table))
+
+
+def write_tables(
+    frame: pd.DataFrame, specs: Sequence[TableSpec], scale: str, folder: Path
+) -> dict[str, dict[Format, Path]]:
+    """Build every table of `specs` from the score rows and write `<folder>/<name>.tex` and `.md`
+    (each written whole or not at all); the paths by table and format."""
+    signature = scorer_summary(frame)
+    written: dict[str, dict[Format, Path]] = {}
+    for spec in specs:
+        table = build_table(frame, spec, scale=scale, scorer_signature=signature)
+        written[spec.name] = {}
+        for fmt in FORMATS:
+            path = folder / f"{spec.name}.{fmt}"
+            atomic_write_text(path, render(table, fmt))
+            written[spec.name][fmt] = path
+    return written
