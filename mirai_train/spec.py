@@ -73,7 +73,7 @@ class VideoSpec(Strict):
 
 
 class RollingSinkSpec(Strict):
-    """Rolling Sink settings for rollouts past the training horizon (FACTS.md section 3)."""
+    """Rolling Sink settings for rollouts past the training horizon (haodong2000/RollingSink)."""
 
     window_frames: int = 21
     sweep_frames: int = 18

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configurations of the real model classes (FACTS.md section 6)."""
+"""Shared fixtures: tiny configurations of the real model classes (diffusers' Wan geometry at toy width)."""
 
 from __future__ import annotations
 

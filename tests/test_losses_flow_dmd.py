@@ -1,4 +1,4 @@
-"""Flow-matching and DMD losses on hand-built tensors (FACTS.md section 2)."""
+"""Flow-matching and DMD losses on hand-built tensors (Self-Forcing's model/dmd.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Final scores against values worked out by hand from VBench's constants (FACTS.md section 5)."""
+"""Final scores against values worked out by hand from VBench's constants (VBench's scripts/constant.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The wan-scale recipes: they validate, carry the official values, and build the 1.3B / 14B models.
 
-Official values are those of FACTS.md sections 1-2 (the release's video_mirai_dmd_chunkwise.yaml and
-Self-Forcing's DMD); the models are built on the meta device, so no weights or memory are needed.
+Official values are those of the release's configs/video_mirai_dmd_chunkwise.yaml (y0urOy/Video-Mirai)
+and Self-Forcing's DMD; the models are built on the meta device, so no weights or memory are needed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The 16 VBench dimensions: group, normalisation range and weight of each (FACTS.md section 5).
+"""The 16 VBench dimensions: group, normalisation range and weight of each (VBench's scripts/constant.py).
 
 These constants are what turn raw per-dimension scores into VBench's Quality, Semantic and
 Total; they are kept in one table so the final score and the registry cannot disagree.

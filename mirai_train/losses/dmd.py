@@ -1,4 +1,4 @@
-"""Distribution Matching Distillation as Self-Forcing computes it (FACTS.md section 2).
+"""Distribution Matching Distillation as Self-Forcing computes it (Self-Forcing's model/dmd.py).
 
 The generator's clean output x0 is re-noised at a random DMD timestep; a frozen real score
 (the teacher, with classifier-free guidance) and the trained fake score (the critic) each predict

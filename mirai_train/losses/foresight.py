@@ -1,4 +1,4 @@
-"""The Video-Mirai foresight loss (FACTS.md section 1).
+"""The Video-Mirai foresight loss (arXiv 2606.03971; the authors' release, y0urOy/Video-Mirai).
 
 After a rollout, the frozen foresight encoder (the bidirectional real-score teacher) reads the
 whole clean rollout, future blocks included. Its tokens at one layer, averaged over a look-ahead
