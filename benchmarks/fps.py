@@ -37,7 +37,7 @@ from ratio_table import print_ratios
 from rich.console import Console
 from rich.table import Table
 
-from mirai_eval.pipeline.generate import Generator
+from mirai_eval.generate import Generator
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import VideoCodec, WanVAECodec, build_codec
 from mirai_train.spec import GeneratorSpec

@@ -52,7 +52,7 @@ def generate(
     """Generate one video from a checkpoint (5 s in the training horizon; e.g. 30 s with the Rolling Sink)."""
     from rich.progress import Progress
 
-    from mirai_eval.pipeline.generate import Generator
+    from mirai_eval.generate import Generator
     from mirai_train.checkpoint import CheckpointError
 
     try:
@@ -399,10 +399,11 @@ def render_command(
 ) -> None:
     """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
     from mirai_eval.pipeline.manifest import load_manifest
+    from mirai_eval.pipeline.run import drift_from_store
     from mirai_eval.pipeline.store import Store
     from mirai_eval.tables.build import build_table, read_rows, scorer_summary
     from mirai_eval.tables.render import write_tables
-    from mirai_eval.tables.report import drift_from_store, write_report
+    from mirai_eval.tables.report import write_report
     from mirai_train.config_files import ConfigError
 
     try:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mirai_eval.pipeline.generate import Generator, to_frames
+from mirai_eval.generate import Generator, to_frames
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import read_metadata
 from mirai_train.models.codecs import VideoCodec, build_codec

@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
@@ -85,6 +85,15 @@ def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 24):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_version(paths: Sequence[Path]) -> str:
+    """sha256 over the named source files (name and bytes), so a version follows the code itself."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\n".encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app as eval_app
-from mirai_eval.pipeline.generate import Generator
+from mirai_eval.generate import Generator
 from mirai_train.cli import app as train_app
 
 TOY = Path(__file__).parents[1] / "mirai_train" / "configs" / "toy" / "generator_chunkwise.yaml"

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app as eval_app
-from mirai_eval.pipeline.generate import Generator
+from mirai_eval.generate import Generator
 from mirai_eval.probe.measure import Frozen, collapse_blocks, segment_errors
 from mirai_eval.probe.readout import fit_readout, latent_patches, patches_to_latents
 from mirai_eval.probe.spec import ProbeSpec, ReadoutSpec

@@ -65,7 +65,7 @@ VIDEOS = 2 * (2 * 2 + 2 * 1)  # models x (prompts x samples, per horizon)
 KILLER = """\
 import os, signal, sys
 from mirai_eval.cli import app
-from mirai_eval.pipeline.generate import Generator
+from mirai_eval.generate import Generator
 from mirai_eval.scoring.flicker import TemporalFlickering
 
 stage, after = sys.argv[1], int(sys.argv[2])

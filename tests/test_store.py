@@ -136,7 +136,7 @@ def test_every_source_the_toy_codec_runs_is_in_the_video_key() -> None:
     import subprocess
     import sys
 
-    from mirai_eval.pipeline.plan import GENERATION_SOURCES
+    from mirai_eval.generate import GENERATION_SOURCES
 
     probe = (
         "import sys; from mirai_train.models.codecs import SpritesPCACodec; SpritesPCACodec(8, 4, 16); "

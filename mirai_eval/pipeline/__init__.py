@@ -3,7 +3,7 @@
 manifest.py  the YAML a run is declared in (validated without torch)
 plan.py      every (model, horizon, prompt, sample) job with its content-addressed video key
 store.py     the content-addressed store: videos, score records and finished probes
-generate.py  checkpoints -> mp4 files (seeded rollouts, Rolling Sink past the horizon)
 score.py     the store's scoring stage: `scoring/`'s loop, cached per (video, dimension, scorer)
-run.py       the loop over the plan's slice, then rows -> `tables/` and the report
+run.py       the loop over the plan's slice (generating with `mirai_eval/generate.py`), then rows ->
+             `tables/` and the report
 """

@@ -13,42 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import mirai_train
+from mirai_eval.generate import GENERATION_CODE
 from mirai_eval.pipeline.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
 from mirai_train.checkpoint import CheckpointError, content_sha256, file_sha256
 from mirai_train.config_files import ConfigError
 from mirai_train.recipe import chain_digest
-
-# The code a rollout runs through: a change in any of these files changes every video key.
-GENERATION_SOURCES = (
-    Path(__file__).with_name("generate.py"),
-    Path(mirai_train.__file__).parent / "video.py",
-    Path(mirai_train.__file__).parent / "sampling.py",
-    Path(mirai_train.__file__).parent / "spec.py",
-    *sorted((Path(mirai_train.__file__).parent / "models").glob("*.py")),
-    # The toy codec fits its basis on rendered sprites clips when it is built: the renderer decides
-    # decoded pixels too.
-    *sorted((Path(mirai_train.__file__).parent / "world").glob("*.py")),
-)
-
-
-def source_version(paths: Sequence[Path]) -> str:
-    """sha256 over the named source files (name and bytes), so the version follows the code itself."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(f"{path.name}\n".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-# Hashed when this module is imported, next to the import of that code, so a file edited later in a
-# live checkout cannot give the running (old) code the new code's keys.
-GENERATION_CODE = source_version(GENERATION_SOURCES)
 
 
 def digest(payload: dict[str, Any]) -> str:

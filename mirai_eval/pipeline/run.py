@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,6 +37,9 @@ from mirai_eval.scoring.runner import OVER_STATIC_CAP, over_static_cap
 from mirai_eval.tables.rows import ScoreRow, to_frame
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import content_sha256, git_revision
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGES = (
     "video-mirai-harness", "torch", "torchvision", "diffusers", "transformers", "numpy", "decord", "av",
@@ -128,7 +131,7 @@ def generate_jobs(plan: Plan, jobs: list[Job], store: Store, device: str, progre
     rollout (one model and horizon per batch); returns how many were made."""
     import torch
 
-    from mirai_eval.pipeline.generate import Generator
+    from mirai_eval.generate import Generator
 
     todo = [j for j in jobs if not store.has_video(j.key)]
     task = progress.add_task("generate", total=len(jobs), completed=len(jobs) - len(todo))
@@ -239,6 +242,25 @@ def cap_static(rows: list[ScoreRow]) -> list[ScoreRow]:
             if over:
                 capped[i] = dataclasses.replace(rows[i], value=math.nan, error=EXCLUDED + OVER_STATIC_CAP)
     return capped
+
+
+def drift_from_store(
+    rows: pd.DataFrame, store_root: Path, horizon: str | None, clip_seconds: float
+) -> pd.DataFrame:
+    """Per-clip values the clips protocol stored for a horizon's consistency scores (DRIFT_COLUMNS);
+    none without such a horizon."""
+    import pandas as pd
+
+    from mirai_eval.tables.report import DRIFT_COLUMNS, DRIFT_DIMENSIONS
+
+    store = Store(store_root)
+    wanted = rows[(rows["horizon"] == horizon) & rows["dimension"].isin(DRIFT_DIMENSIONS)]
+    found = []
+    for row in wanted.itertuples():
+        record = store.get_score(str(row.video), str(row.dimension), str(row.scorer))
+        for i, value in enumerate(record.clips or [] if record else []):
+            found.append((row.model, row.prompt_index, row.seed, row.dimension, i * clip_seconds, value))
+    return pd.DataFrame(found, columns=DRIFT_COLUMNS)
 
 
 def write_rows(out: Path, rows: list[ScoreRow]) -> Path:

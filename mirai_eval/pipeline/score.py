@@ -26,7 +26,7 @@ from rich.progress import Progress
 import mirai_eval
 import mirai_train
 from mirai_eval.pipeline.manifest import Horizon, Manifest
-from mirai_eval.pipeline.plan import Job, Plan, digest, source_version
+from mirai_eval.pipeline.plan import Job, Plan, digest
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
@@ -41,14 +41,14 @@ from mirai_eval.scoring.profiles import (
 )
 from mirai_eval.scoring.runner import score_video
 from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
-from mirai_train.checkpoint import file_sha256
+from mirai_train.checkpoint import file_sha256, source_version
 from mirai_train.video import VideoError, decode
 
 SCORING_SOURCES = (
     Path(mirai_train.__file__).parent / "video.py",
     *sorted((Path(mirai_eval.__file__).parent / "scoring").rglob("*.py")),
 )
-# Hashed at import, next to the import of the scoring code (as plan.GENERATION_CODE): a file edited
+# Hashed at import, next to the import of the scoring code (as generate.GENERATION_CODE): a file edited
 # later in a live checkout must not give the running (old) code the new code's signatures.
 SCORING_CODE = source_version(SCORING_SOURCES)
 

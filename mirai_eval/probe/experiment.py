@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from mirai_eval.pipeline.plan import GENERATION_SOURCES, source_version
+from mirai_eval.generate import GENERATION_SOURCES
 from mirai_eval.probe.measure import (
     HELDOUT_OFFSET,
     TEACHER_OFFSET,
@@ -47,6 +47,7 @@ from mirai_eval.probe.readout import Readout
 from mirai_eval.probe.render import Panel, draw_panel, write_tables
 from mirai_eval.probe.spec import ModelProbe, ProbeResult, ProbeSpec
 from mirai_eval.tables.render import TEMPLATES
+from mirai_train.checkpoint import source_version
 from mirai_train.world import sample_scene
 
 __all__ = ["PROBE_CODE", "ProbeResult", "ProbeSpec", "run_probe"]

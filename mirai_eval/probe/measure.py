@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mirai_eval.pipeline.generate import Generator
+from mirai_eval.generate import Generator
 from mirai_eval.probe.readout import Readout, fit_readout, latent_patches, patches_to_latents
 from mirai_eval.probe.spec import DeltaResult, FitReport, ModelProbe, ProbeSpec, PromptFile, Value
 from mirai_eval.probe.sprites import PositionTally, tally_positions

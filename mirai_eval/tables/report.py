@@ -116,23 +116,6 @@ def side_by_side(
     return pairs
 
 
-def drift_from_store(
-    rows: pd.DataFrame, store_root: Path, horizon: str | None, clip_seconds: float
-) -> pd.DataFrame:
-    """Per-clip values the clips protocol stored for a horizon's consistency scores (DRIFT_COLUMNS);
-    none without such a horizon."""
-    from mirai_eval.pipeline.store import Store
-
-    store = Store(store_root)
-    wanted = rows[(rows["horizon"] == horizon) & rows["dimension"].isin(DRIFT_DIMENSIONS)]
-    found = []
-    for row in wanted.itertuples():
-        record = store.get_score(str(row.video), str(row.dimension), str(row.scorer))
-        for i, value in enumerate(record.clips or [] if record else []):
-            found.append((row.model, row.prompt_index, row.seed, row.dimension, i * clip_seconds, value))
-    return pd.DataFrame(found, columns=DRIFT_COLUMNS)
-
-
 def drift_plots(drift: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
     """One PNG per group: mean consistency (percent) per clip start, one line per model; (group, src)."""
     import matplotlib

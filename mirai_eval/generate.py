@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mirai_train.checkpoint import load_checkpoint
+import mirai_train
+from mirai_train.checkpoint import load_checkpoint, source_version
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import VideoCodec, build_codec
 from mirai_train.models.kv_cache import KVCache
@@ -23,6 +24,21 @@ from mirai_train.models.text_encoders import TextEncoder, build_text_encoder
 from mirai_train.sampling import RolloutConfig, rollout
 from mirai_train.spec import GeneratorSpec
 from mirai_train.video import write_mp4
+
+# The code a rollout runs through: a change in any of these files changes every video key.
+GENERATION_SOURCES = (
+    Path(__file__),
+    Path(mirai_train.__file__).parent / "video.py",
+    Path(mirai_train.__file__).parent / "sampling.py",
+    Path(mirai_train.__file__).parent / "spec.py",
+    *sorted((Path(mirai_train.__file__).parent / "models").glob("*.py")),
+    # The toy codec fits its basis on rendered sprites clips when it is built: the renderer decides
+    # decoded pixels too.
+    *sorted((Path(mirai_train.__file__).parent / "world").glob("*.py")),
+)
+# Hashed when this module is imported, with the code itself, so a file edited later in a live
+# checkout cannot give the running (old) code the new code's keys.
+GENERATION_CODE = source_version(GENERATION_SOURCES)
 
 
 def to_frames(video: Tensor) -> Tensor:
