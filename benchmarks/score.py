@@ -49,7 +49,7 @@ from mirai_eval.scoring.backbones.musiq import Musiq
 from mirai_eval.scoring.dynamic import sampled_indices
 from mirai_eval.scoring.flicker import flicker_score
 from mirai_eval.scoring.preprocess import clip_input, dino_input, musiq_input
-from mirai_eval.scoring.profiles import ScoringOptions, batch_defaults, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, batch_defaults, load_dimensions
 from mirai_train.video import Video, decode
 from tests.vbench_parity import fixtures
 
@@ -160,7 +160,7 @@ def main() -> None:
     options = ScoringOptions(
         device=device, batch_size=args.batch_size, flow_batch_size=args.flow_batch_size, weights=weights
     )
-    plan = build_plan("vbench", dims, options)
+    plan = load_dimensions("vbench", dims, options)
 
     vbench_runs: dict[str, Callable[[], object]] = {}
     floors: dict[str, Callable[[Video], None]] = {}

@@ -174,7 +174,7 @@ def score(
     from mirai_eval.scoring.dimensions import DIMENSIONS
     from mirai_eval.scoring.longvideo import Protocol
     from mirai_eval.scoring.profiles import ScoringOptions
-    from mirai_eval.scoring.report import print_summary, write_results
+    from mirai_eval.scoring.results import print_summary, write_results
     from mirai_eval.scoring.runner import ScoreRequest, score_folder
 
     options = ScoringOptions.for_device(

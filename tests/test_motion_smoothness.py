@@ -15,7 +15,7 @@ import torch
 from mirai_eval.scoring.backbones.amt import AmtS, load_amt, read_amt_state
 from mirai_eval.scoring.dimensions import NATIVE
 from mirai_eval.scoring.motion import MotionSmoothness, centred_padding
-from mirai_eval.scoring.profiles import ScoringOptions, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, load_dimensions
 from mirai_train.video import Video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -116,7 +116,7 @@ def test_formula_by_hand(amt_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_vbench_profile_runs_it_natively(amt_checkpoint: Path) -> None:
     assert "motion_smoothness" in NATIVE
     options = ScoringOptions(weights={"amt_s": str(amt_checkpoint)}, flow_batch_size=3)
-    plan = build_plan("vbench", ["motion_smoothness"], options)
+    plan = load_dimensions("vbench", ["motion_smoothness"], options)
     assert plan.delegated == ()
     dimension = plan.native["motion_smoothness"]
     assert isinstance(dimension, MotionSmoothness) and dimension.batch_size == 3

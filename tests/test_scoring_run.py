@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mirai_eval.cli import app
 from mirai_eval.scoring.longvideo import Protocol, split_clips
-from mirai_eval.scoring.profiles import ScoringOptions, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, load_dimensions
 from mirai_eval.scoring.runner import ScoreRequest, score_folder
 from mirai_eval.scoring.videos import list_videos
 from mirai_eval.scoring.weights import MissingWeightsError, resolve_weights
@@ -105,7 +105,7 @@ def test_vbench_profile_fails_before_reading_videos_without_weights(
     monkeypatch.setenv("VBENCH_CACHE_DIR", str(tmp_path / "vb"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(MissingWeightsError, match=r"raft-things\.pth"):
-        build_plan("vbench", ["subject_consistency", "dynamic_degree"], ScoringOptions())
+        load_dimensions("vbench", ["subject_consistency", "dynamic_degree"], ScoringOptions())
 
 
 def test_cli_writes_json_and_exits_1_on_failed_videos(folder: Path, tmp_path: Path) -> None:

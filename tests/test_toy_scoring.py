@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.scoring.profiles import TOY_UNAVAILABLE, ScoringOptions, ScoringPlan, build_plan
+from mirai_eval.scoring.profiles import TOY_UNAVAILABLE, LoadedDimensions, ScoringOptions, load_dimensions
 from mirai_train.video import Video, write_mp4
 from mirai_train.world import SpritesConfig, clip_seed, render, sample_scene
 from mirai_train.world.dataset import HELDOUT_BASE_SEED
@@ -64,19 +64,19 @@ def changed_midway(scene: Scene, kind: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def plan(toy_scorers: Path) -> ScoringPlan:
+def plan(toy_scorers: Path) -> LoadedDimensions:
     dims = ["subject_consistency", "background_consistency", "imaging_quality", "overall_consistency",
             "object_class", "multiple_objects", "color"]  # fmt: skip
-    return build_plan("toy", dims, ScoringOptions(weights={"toy_scorers": str(toy_scorers)}))
+    return load_dimensions("toy", dims, ScoringOptions(weights={"toy_scorers": str(toy_scorers)}))
 
 
-def mean_score(plan: ScoringPlan, name: str, clips: list[np.ndarray], prompts: list[str]) -> float:
+def mean_score(plan: LoadedDimensions, name: str, clips: list[np.ndarray], prompts: list[str]) -> float:
     return float(
         np.mean([plan.native[name].score(video(c), p).value for c, p in zip(clips, prompts, strict=True)])
     )
 
 
-def test_subject_consistency_drops_when_a_sprite_changes_or_vanishes(plan: ScoringPlan) -> None:
+def test_subject_consistency_drops_when_a_sprite_changes_or_vanishes(plan: LoadedDimensions) -> None:
     clips = scenes()
     prompts = [s.prompt for s in clips]
     real = mean_score(plan, "subject_consistency", [render(s, FRAMES) for s in clips], prompts)
@@ -85,7 +85,7 @@ def test_subject_consistency_drops_when_a_sprite_changes_or_vanishes(plan: Scori
     assert real > swapped + 0.02 and real > vanished + 0.02, (real, swapped, vanished)
 
 
-def test_background_consistency_drops_when_the_background_changes(plan: ScoringPlan) -> None:
+def test_background_consistency_drops_when_the_background_changes(plan: LoadedDimensions) -> None:
     clips = scenes()
     prompts = [s.prompt for s in clips]
     changed = []
@@ -99,7 +99,7 @@ def test_background_consistency_drops_when_the_background_changes(plan: ScoringP
     assert real > mean_score(plan, "background_consistency", changed, prompts) + 0.02
 
 
-def test_overall_consistency_prefers_the_matching_prompt(plan: ScoringPlan) -> None:
+def test_overall_consistency_prefers_the_matching_prompt(plan: LoadedDimensions) -> None:
     clips = scenes()
     frames = [render(s, FRAMES) for s in clips]
     matching = mean_score(plan, "overall_consistency", frames, [s.prompt for s in clips])
@@ -118,7 +118,7 @@ def renamed(scene: Scene, part: str) -> str:
     return describe_scene(objects, scene.background.layout, scene.background.colours, pillar)
 
 
-def test_detection_dimensions_find_the_named_sprites(plan: ScoringPlan) -> None:
+def test_detection_dimensions_find_the_named_sprites(plan: LoadedDimensions) -> None:
     clips = scenes()
     frames = [render(s, FRAMES) for s in clips]
     named = [s.prompt for s in clips]
@@ -132,7 +132,7 @@ def test_detection_dimensions_find_the_named_sprites(plan: ScoringPlan) -> None:
     assert real > other_colours + 0.3, (real, other_colours)
 
 
-def test_imaging_quality_is_lower_for_noised_frames(plan: ScoringPlan) -> None:
+def test_imaging_quality_is_lower_for_noised_frames(plan: LoadedDimensions) -> None:
     clips = scenes()
     frames = [render(s, 9) for s in clips]
     generator = np.random.default_rng(0)
@@ -147,13 +147,13 @@ def test_dynamic_degree_still_and_moving() -> None:
                            roam_margin=0.5, pillar_probability=0.0)  # fmt: skip
     moving = render(sample_scene(3, config), FRAMES)
     still = np.repeat(moving[:1], FRAMES, axis=0)
-    dynamic = build_plan("toy", ["dynamic_degree"], ScoringOptions()).native["dynamic_degree"]
+    dynamic = load_dimensions("toy", ["dynamic_degree"], ScoringOptions()).native["dynamic_degree"]
     assert dynamic.score(video(still), "").value == 0.0
     assert dynamic.score(video(moving), "").value == 1.0
 
 
 def test_motion_smoothness_prefers_smooth_motion() -> None:
-    smoothness = build_plan("toy", ["motion_smoothness"], ScoringOptions()).native["motion_smoothness"]
+    smoothness = load_dimensions("toy", ["motion_smoothness"], ScoringOptions()).native["motion_smoothness"]
     clip = render(scenes()[0], FRAMES)
     jittered = clip.copy()
     jittered[1::2] = clip[np.random.default_rng(0).permutation(np.arange(1, FRAMES, 2))]

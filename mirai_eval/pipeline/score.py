@@ -35,9 +35,9 @@ from mirai_eval.scoring.longvideo import Protocol
 from mirai_eval.scoring.profiles import (
     TOY_TRAINED,
     TOY_UNAVAILABLE,
+    LoadedDimensions,
     ScoringOptions,
-    ScoringPlan,
-    build_plan,
+    load_dimensions,
 )
 from mirai_eval.scoring.runner import score_video
 from mirai_eval.scoring.weights import NEEDS, MissingWeightsError, resolve_weights
@@ -129,7 +129,7 @@ class Scorer:
     device: str
     signatures: dict[str, dict[str, str]]
     suites: dict[str, frozenset[str]] = field(default_factory=dict)  # see prompt_suites
-    _plan: ScoringPlan | None = field(default=None, repr=False)
+    _dimensions: LoadedDimensions | None = field(default=None, repr=False)
 
     def outside_suite(self, job: Job, dimension: str) -> bool:
         """VBench's standard protocol does not score this video on this dimension."""
@@ -155,12 +155,12 @@ class Scorer:
             store=self.manifest.store,
         )
 
-    def native(self) -> ScoringPlan:
+    def native(self) -> LoadedDimensions:
         """The native dimensions' models, loaded on first use (a cached run loads nothing)."""
-        if self._plan is None:
+        if self._dimensions is None:
             dims = sorted({d for h in self.manifest.horizons.values() for d in h.dimensions})
-            self._plan = build_plan(self.profile, dims, self.options())  # type: ignore[arg-type]
-        return self._plan
+            self._dimensions = load_dimensions(self.profile, dims, self.options())  # type: ignore[arg-type]
+        return self._dimensions
 
     def result(self, store: Store, job: Job, dimension: str) -> tuple[float, str | None, str | None]:
         """(value, error, signature) of a job's dimension; signature None when it is not scored yet."""

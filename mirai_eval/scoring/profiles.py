@@ -91,7 +91,7 @@ class ScoringOptions:
 
 
 @dataclass
-class ScoringPlan:
+class LoadedDimensions:
     native: dict[str, Dimension]
     delegated: tuple[str, ...]
     unavailable: dict[str, str]
@@ -127,13 +127,13 @@ def load_styles(full_info: Path | None) -> dict[str, str]:
     }
 
 
-def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> ScoringPlan:
+def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) -> LoadedDimensions:
     """Load what the requested dimensions need; a missing weight file fails before any video is read."""
     for name in dims:
         if name not in DIMENSIONS:
             raise ValueError(f"unknown dimension {name!r}; valid: {', '.join(DIMENSIONS)}")
     if profile == "toy":
-        return toy_plan(dims, options)
+        return toy_dimensions(dims, options)
     if profile != "vbench":
         raise ValueError(f"unknown profile {profile!r}; valid: vbench, toy")
     needed = [key for n in dims for key in NEEDS.get(n, ())]
@@ -173,10 +173,10 @@ def build_plan(profile: Profile, dims: list[str], options: ScoringOptions) -> Sc
             native[name] = AppearanceStyle(clip_b, load_styles(options.full_info), 32, device)
     static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None
     delegated = tuple(n for n in dims if n not in native)
-    return ScoringPlan(native=native, delegated=delegated, unavailable={}, static_filter=static)
+    return LoadedDimensions(native=native, delegated=delegated, unavailable={}, static_filter=static)
 
 
-def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
+def toy_dimensions(dims: list[str], options: ScoringOptions) -> LoadedDimensions:
     """The toy profile: VBench's formulas on the sprites stand-ins (see the module docstring)."""
     if options.static_filter:
         raise ValueError(STATIC_FILTER_VBENCH_ONLY)
@@ -204,7 +204,7 @@ def toy_plan(dims: list[str], options: ScoringOptions) -> ScoringPlan:
             detections = detections or SpriteDetections(scorers.detector, device)
             native[name] = OBJECT_DIMENSIONS[name](detections)
     unavailable = {n: TOY_UNAVAILABLE[n] for n in dims if n in TOY_UNAVAILABLE}
-    return ScoringPlan(native=native, delegated=(), unavailable=unavailable)
+    return LoadedDimensions(native=native, delegated=(), unavailable=unavailable)
 
 
 def _pixels(pixels: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, Profile
 from mirai_eval.scoring.final import MissingDimensionsError, MissingPolicy, final_score
 from mirai_eval.scoring.flicker import STATIC_KEEP_PER_PROMPT
 from mirai_eval.scoring.longvideo import Protocol, score_clips
-from mirai_eval.scoring.profiles import ScoringOptions, ScoringPlan, build_plan
+from mirai_eval.scoring.profiles import LoadedDimensions, ScoringOptions, load_dimensions
 from mirai_eval.scoring.videos import VideoEntry, list_videos
 from mirai_train.video import Video, VideoError, decode
 
@@ -38,7 +38,7 @@ class Outcome:
 
 
 def score_video(
-    video: Video, prompt: str, plan: ScoringPlan, dims: Sequence[str], protocol: Protocol
+    video: Video, prompt: str, plan: LoadedDimensions, dims: Sequence[str], protocol: Protocol
 ) -> dict[str, Outcome]:
     """Every dimension of `dims` (native in `plan`) on the same decoded frames: whole, or averaged over
     clips; temporal flickering only on a static video when the plan has VBench's static filter."""
@@ -99,7 +99,7 @@ class ScoreRequest:
 
 
 def _native(
-    plan: ScoringPlan, request: ScoreRequest, entries: list[VideoEntry]
+    plan: LoadedDimensions, request: ScoreRequest, entries: list[VideoEntry]
 ) -> tuple[dict[str, VideoRecord], dict[str, str], dict[str, dict[str, VideoScore]], dict[str, float]]:
     records: dict[str, VideoRecord] = {}
     failed: dict[str, str] = {}
@@ -142,7 +142,7 @@ def _native(
 def score_folder(request: ScoreRequest) -> dict[str, Any]:
     """Everything the JSON output holds; see the README's Scoring section for its fields."""
     entries = list_videos(request.videos)
-    plan = build_plan(request.profile, request.dims, request.options)
+    plan = load_dimensions(request.profile, request.dims, request.options)
     records, failed, kept, seconds = _native(plan, request, entries)
     aggregates: dict[str, float] = {}
     dimension_errors: dict[str, str] = {}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mirai_eval.scoring.base import aggregate
-from mirai_eval.scoring.profiles import ScoringOptions, build_plan
+from mirai_eval.scoring.profiles import ScoringOptions, load_dimensions
 from mirai_train.video import decode
 
 from . import fixtures
@@ -33,7 +33,7 @@ def videos(workdir: Path) -> list[Path]:
 
 
 def _ours(name: str, videos: list[Path], weights: dict[str, str], **options: object) -> tuple[list, float]:
-    plan = build_plan("vbench", [name], ScoringOptions(weights=weights, batch_size=5, **options))  # type: ignore[arg-type]
+    plan = load_dimensions("vbench", [name], ScoringOptions(weights=weights, batch_size=5, **options))  # type: ignore[arg-type]
     dimension = plan.native[name]
     scores = [dimension.score(decode(p), fixtures.STYLE_PROMPT) for p in videos]
     return scores, aggregate(scores, dimension.aggregation)
@@ -92,7 +92,9 @@ def test_dynamic_degree(videos: list[Path], workdir: Path, monkeypatch: pytest.M
         EasyDict(model=str(weights), small=False, mixed_precision=False, alternate_corr=False), "cpu"
     )
     their_moving = [theirs.infer(str(p)) for p in videos]
-    plan = build_plan("vbench", ["dynamic_degree"], ScoringOptions(weights={"raft_things": str(weights)}))
+    plan = load_dimensions(
+        "vbench", ["dynamic_degree"], ScoringOptions(weights={"raft_things": str(weights)})
+    )
     dimension = plan.native["dynamic_degree"]
     for path, their_scores, moving in zip(videos, recorded, their_moving, strict=True):
         video = decode(path)
@@ -209,7 +211,7 @@ def test_temporal_style_and_overall_consistency(videos: list[Path], workdir: Pat
     theirs_model = ViCLIP(tokenizer=tokenizer, pretrain=None)
     theirs_model.load_state_dict(torch.load(path, weights_only=True)["model"])
     info = [{"prompt": fixtures.STYLE_PROMPT, "video_list": [str(p) for p in videos]}]
-    plan = build_plan(
+    plan = load_dimensions(
         "vbench", ["temporal_style", "overall_consistency"], ScoringOptions(weights={"viclip": str(path)})
     )
     for name, function in (("temporal_style", temporal_style), ("overall_consistency", overall_consistency)):
