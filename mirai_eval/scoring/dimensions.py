@@ -1,7 +1,9 @@
 """The 16 VBench dimensions: group, normalisation range and weight of each (VBench's scripts/constant.py).
 
 These constants are what turn raw per-dimension scores into VBench's Quality, Semantic and
-Total; they are kept in one table so the final score and the registry cannot disagree.
+Total; they are kept in one table so the final score and the registry cannot disagree. Beside them,
+the other facts a manifest is checked against without loading a model (profiles, protocols, which
+dimensions run natively): this module imports no torch.
 """
 
 from __future__ import annotations

@@ -38,15 +38,15 @@ class Outcome:
 
 
 def score_video(
-    video: Video, prompt: str, plan: LoadedDimensions, dims: Sequence[str], protocol: Protocol
+    video: Video, prompt: str, loaded: LoadedDimensions, dims: Sequence[str], protocol: Protocol
 ) -> dict[str, Outcome]:
-    """Every dimension of `dims` (native in `plan`) on the same decoded frames: whole, or averaged over
-    clips; temporal flickering only on a static video when the plan has VBench's static filter."""
+    """Every dimension of `dims` (loaded natively) on the same decoded frames: whole, or averaged over
+    clips; temporal flickering only on a static video when VBench's static filter is loaded."""
     outcomes = {}
     for name in dims:
-        dimension, started = plan.native[name], time.perf_counter()
+        dimension, started = loaded.native[name], time.perf_counter()
         try:
-            static = plan.static_filter
+            static = loaded.static_filter
             if name == "temporal_flickering" and static is not None and not static.is_static(video):
                 raise Excluded(NOT_STATIC)
             if protocol.mode == "clips":
@@ -99,7 +99,7 @@ class ScoreRequest:
 
 
 def _native(
-    plan: LoadedDimensions, request: ScoreRequest, entries: list[VideoEntry]
+    loaded: LoadedDimensions, request: ScoreRequest, entries: list[VideoEntry]
 ) -> tuple[dict[str, VideoRecord], dict[str, str], dict[str, dict[str, VideoScore]], dict[str, float]]:
     records: dict[str, VideoRecord] = {}
     failed: dict[str, str] = {}
@@ -114,8 +114,8 @@ def _native(
             failed[entry.name] = f"{error.problem}; {error.fix}"
             continue
         seconds["decode"] += time.perf_counter() - started
-        outcomes[entry.name] = score_video(video, entry.prompt, plan, list(plan.native), request.protocol)
-    if plan.static_filter is not None and "temporal_flickering" in plan.native:
+        outcomes[entry.name] = score_video(video, entry.prompt, loaded, list(loaded.native), request.protocol)
+    if loaded.static_filter is not None and "temporal_flickering" in loaded.native:
         static = [n for n in outcomes if outcomes[n]["temporal_flickering"].score is not None]
         for name, over in zip(static, over_static_cap([records[n].prompt for n in static]), strict=True):
             if over:
@@ -142,18 +142,18 @@ def _native(
 def score_folder(request: ScoreRequest) -> dict[str, Any]:
     """Everything the JSON output holds; see the README's Scoring section for its fields."""
     entries = list_videos(request.videos)
-    plan = load_dimensions(request.profile, request.dims, request.options)
-    records, failed, kept, seconds = _native(plan, request, entries)
+    loaded = load_dimensions(request.profile, request.dims, request.options)
+    records, failed, kept, seconds = _native(loaded, request, entries)
     aggregates: dict[str, float] = {}
     dimension_errors: dict[str, str] = {}
-    for name, dimension in plan.native.items():
+    for name, dimension in loaded.native.items():
         if kept[name]:
             aggregates[name] = aggregate(list(kept[name].values()), dimension.aggregation)
         else:
             dimension_errors[name] = "no video could be scored for this dimension"
-    if plan.delegated:
+    if loaded.delegated:
         if request.protocol.mode == "clips":
-            for name in plan.delegated:
+            for name in loaded.delegated:
                 dimension_errors[name] = CLIPS_NATIVE_ONLY
         else:
             started = time.perf_counter()
@@ -161,7 +161,7 @@ def score_folder(request: ScoreRequest) -> dict[str, Any]:
                 decoded = [e.path for e in entries if e.name not in failed]
                 results = run_vbench(
                     decoded,
-                    list(plan.delegated),
+                    list(loaded.delegated),
                     vbench_python(request.vbench_python),
                     request.options.device,
                 )
@@ -171,7 +171,7 @@ def score_folder(request: ScoreRequest) -> dict[str, Any]:
                         if video_name in records:
                             records[video_name].scores[name] = value
             except DelegationError as error:
-                for name in plan.delegated:
+                for name in loaded.delegated:
                     dimension_errors[name] = str(error)
             seconds["delegated"] = time.perf_counter() - started
     try:
@@ -186,10 +186,10 @@ def score_folder(request: ScoreRequest) -> dict[str, Any]:
         "dimensions": request.dims,
         "protocol": asdict(request.protocol),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(request.options).items()},
-        "native": list(plan.native),
-        "delegated": list(plan.delegated),
+        "native": list(loaded.native),
+        "delegated": list(loaded.delegated),
         "aggregate": aggregates,
-        "unavailable": plan.unavailable,
+        "unavailable": loaded.unavailable,
         "dimension_errors": dimension_errors,
         "failed_videos": failed,
         "videos": {name: asdict(record) for name, record in records.items()},
