@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+import mirai_train
+from mirai_train.checkpoint import source_version
 from mirai_train.config_files import ConfigError, Strict, load_model, read_yaml
 from mirai_train.spec import GeneratorSpec
 
@@ -228,13 +230,19 @@ def load_chain(path: Path | str) -> list[tuple[str, Path, int | None]]:
     return runs
 
 
+# The code a chain trains with, hashed at import with the code itself: every mirai_train module.
+TRAINING_CODE = source_version(sorted(Path(mirai_train.__file__).parent.rglob("*.py")))
+
+
 def chain_digest(path: Path | str) -> str:
-    """sha256 of a chain and everything it trains from (recipes and the generator specs they name).
+    """sha256 of a chain, everything it trains from (recipes and the generator specs they name) and
+    the training code.
 
     Built checkpoints are stored under it: editing any of those files trains anew.
     """
     path = Path(path)
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(TRAINING_CODE.encode())
+    digest.update(path.read_bytes())
     for _, recipe, _ in load_chain(path):
         digest.update(recipe.read_bytes())
         data, _ = read_yaml(recipe)
