@@ -398,7 +398,7 @@ def render_command(
     ] = None,
 ) -> None:
     """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
-    from mirai_eval.pipeline.manifest import load_manifest
+    from mirai_eval.manifest import load_manifest
     from mirai_eval.pipeline.run import drift_from_store
     from mirai_eval.pipeline.store import Store
     from mirai_eval.tables.build import build_table, read_rows, scorer_summary

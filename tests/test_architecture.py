@@ -76,6 +76,6 @@ def test_no_import_cycle() -> None:
 
 def test_a_manifest_is_read_without_torch() -> None:
     """`mirai-eval validate` starts fast: the manifest's models import no torch, pandas or PyAV."""
-    code = "import sys, mirai_eval.pipeline.manifest; print(sorted({'torch', 'pandas', 'av'} & set(sys.modules)))"
+    code = "import sys, mirai_eval.manifest; print(sorted({'torch', 'pandas', 'av'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

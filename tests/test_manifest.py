@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.pipeline.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
+from mirai_eval.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
 from mirai_eval.pipeline.plan import build_plan
 from mirai_eval.pipeline.score import scoring_blockers
 from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, STATIC_FILTER_VBENCH_ONLY

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.pipeline.manifest import load_manifest
+from mirai_eval.manifest import load_manifest
 from mirai_eval.pipeline.score import OUTSIDE_SUITE
 from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mirai_eval.pipeline.manifest import Horizon, ModelEntry, RollingSinkOverrides, SamplerOverrides
+from mirai_eval.manifest import Horizon, ModelEntry, RollingSinkOverrides, SamplerOverrides
 from mirai_eval.pipeline.plan import Prompt, video_key
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_train.atomic import atomic_write_text

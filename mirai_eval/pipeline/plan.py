@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mirai_eval.generate import GENERATION_CODE
-from mirai_eval.pipeline.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
+from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
 from mirai_train.checkpoint import CheckpointError, content_sha256, file_sha256
 from mirai_train.config_files import ConfigError
 from mirai_train.recipe import chain_digest

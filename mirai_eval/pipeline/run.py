@@ -472,7 +472,7 @@ def load_plan(
     manifest_path: Path, *, limit: int | None = None, profile: str | None = None, device: str | None = None
 ) -> Plan:
     """Validate the manifest, apply command-line overrides, check its files; `ConfigError` lists problems."""
-    from mirai_eval.pipeline.manifest import load_manifest
+    from mirai_eval.manifest import load_manifest
     from mirai_eval.pipeline.plan import build_plan
 
     file = load_manifest(manifest_path)

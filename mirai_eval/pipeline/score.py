@@ -25,7 +25,7 @@ from rich.progress import Progress
 
 import mirai_eval
 import mirai_train
-from mirai_eval.pipeline.manifest import Horizon, Manifest
+from mirai_eval.manifest import Horizon, Manifest
 from mirai_eval.pipeline.plan import Job, Plan, digest
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
