@@ -24,7 +24,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from rich.progress import track
 from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
@@ -239,19 +239,21 @@ def _fit(
     weight_decay: float,
     steps: int,
     loss: Callable[[], Tensor],
-    logged: Callable[[int, int, Tensor], None],
+    name: str,
+    logged: Callable[[str, int, int, Tensor], None],
 ) -> None:
-    """AdamW with a cosine schedule over `steps`; the module is frozen in eval mode afterwards."""
+    """AdamW with a cosine schedule over `steps`, with a progress bar; the module is frozen in eval
+    mode afterwards."""
     module.train()
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for step in range(steps):
+    for step in track(range(steps), description=f"toy scorers: {name}", transient=True):
         value = loss()
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()
         schedule.step()
-        logged(step, steps, value)
+        logged(name, step, steps, value)
     module.eval().requires_grad_(False)
 
 
@@ -286,7 +288,7 @@ def train_scorers(
             encoder, chroma_round_trip(pixels), data.identities[pick], data.backgrounds[pick], quality
         )
 
-    _fit(encoder, optim.lr, optim.weight_decay, optim.encoder_steps, encoder_loss, partial(logged, "encoder"))
+    _fit(encoder, optim.lr, optim.weight_decay, optim.encoder_steps, encoder_loss, "encoder", logged)
 
     with torch.no_grad():
         features = torch.stack(
@@ -300,10 +302,7 @@ def train_scorers(
         pick = torch.randperm(len(data.prompts), generator=g)[:batch]
         return _contrastive_loss(videotext, features[pick], words[pick])
 
-    _fit(
-        videotext, optim.lr, optim.weight_decay, optim.videotext_steps, videotext_loss,
-        partial(logged, "videotext"),
-    )  # fmt: skip
+    _fit(videotext, optim.lr, optim.weight_decay, optim.videotext_steps, videotext_loss, "videotext", logged)
 
     detector = scorers.detector
     class_weights = torch.ones(SHAPE_CLASSES)
@@ -316,9 +315,14 @@ def train_scorers(
         return F.cross_entropy(logits.flatten(0, 1), data.identities[pick].flatten(), weight=class_weights)
 
     _fit(
-        detector, optim.detector_lr, optim.weight_decay, optim.detector_steps, detector_loss,
-        partial(logged, "detector"),
-    )  # fmt: skip
+        detector,
+        optim.detector_lr,
+        optim.weight_decay,
+        optim.detector_steps,
+        detector_loss,
+        "detector",
+        logged,
+    )
 
     seconds = round(time.perf_counter() - started, 2)
     lines.append({"step": "done", "seconds": seconds})
