@@ -1,6 +1,6 @@
 """What a probe run asks for (`ProbeSpec`, a manifest's `probe:` section) and what it reports.
 
-Kept free of torch so that validating a manifest stays fast; the work is in `probe.py`.
+Kept free of torch so that validating a manifest stays fast; the work is in `experiment.py`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ReadoutSpec(Strict):
 
 
 class ProbeSpec(Strict):
-    """The probe's settings; the seeds derive from `seed` as `probe.py` describes."""
+    """The probe's settings; the seeds derive from `seed` as `experiment.py` describes."""
 
     name: Label = "probe"  # stem of the table and image files
     title: str = "Foresight readout probe"
