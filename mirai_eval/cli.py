@@ -401,7 +401,7 @@ def render_command(
     from mirai_eval.manifest import load_manifest
     from mirai_eval.pipeline.run import drift_from_store
     from mirai_eval.pipeline.store import Store
-    from mirai_eval.tables.build import build_table, read_rows, scorer_summary
+    from mirai_eval.tables.build import read_rows
     from mirai_eval.tables.render import write_tables
     from mirai_eval.tables.report import write_report
     from mirai_train.config_files import ConfigError
@@ -414,12 +414,12 @@ def render_command(
                 f"{manifest}: no `tables:` to render; add a table spec (see mirai_eval/tables/spec.py)"
             )
         folder = out or spec.out / "tables"
-        written = write_tables(frame, spec.tables, spec.scale, folder)
+        tables = write_tables(frame, spec.tables, spec.scale, folder)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    for name in written:
-        typer.echo(f"wrote {folder / name}.tex and .md")
+    for table in tables:
+        typer.echo(f"wrote {folder / table.spec.name}.tex and .md")
     if report:
         store = Store(spec.store)
         videos = {key: store.video_path(key) for key in frame["video"].unique()}
@@ -429,8 +429,6 @@ def render_command(
         )
         drift_horizon, clip_seconds = (clipped[0][0], clipped[0][1].clip_seconds) if clipped else (None, 2.0)
         images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
-        signature = scorer_summary(frame)
-        tables = [build_table(frame, t, scale=spec.scale, scorer_signature=signature) for t in spec.tables]
         index = write_report(
             folder / "report",
             tables,

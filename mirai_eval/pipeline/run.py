@@ -277,13 +277,14 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
 
 def render_tables(plan: Plan, rows: list[ScoreRow], console: Console) -> dict[str, list[str]]:
     """The manifest's tables into `out/tables` (the Markdown also on the console)."""
-    from mirai_eval.tables.render import write_tables
+    from mirai_eval.tables.render import FORMATS, write_tables
 
-    manifest = plan.manifest
-    written = write_tables(to_frame(rows), manifest.tables, manifest.scale, manifest.out / "tables")
-    for paths in written.values():
-        console.print(paths["md"].read_text(encoding="utf-8"))
-    return {name: [str(path) for path in paths.values()] for name, paths in written.items()}
+    manifest, folder = plan.manifest, plan.manifest.out / "tables"
+    written: dict[str, list[str]] = {}
+    for table in write_tables(to_frame(rows), manifest.tables, manifest.scale, folder):
+        written[table.spec.name] = [str(folder / f"{table.spec.name}.{fmt}") for fmt in FORMATS]
+        console.print((folder / f"{table.spec.name}.md").read_text(encoding="utf-8"))
+    return written
 
 
 def versions() -> dict[str, str | None]:

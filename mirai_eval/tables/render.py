@@ -172,18 +172,12 @@ def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
     return template.render(**layout(table))
 
 
-def write_tables(
-    frame: pd.DataFrame, specs: Sequence[TableSpec], scale: str, folder: Path
-) -> dict[str, dict[Format, Path]]:
-    """Build every table of `specs` from the score rows and write `<folder>/<name>.tex` and `.md`
-    (each written whole or not at all); the paths by table and format."""
+def write_tables(frame: pd.DataFrame, specs: Sequence[TableSpec], scale: str, folder: Path) -> list[Table]:
+    """Build every table of `specs` from the score rows and write `<folder>/<name>.<format>` for each
+    of FORMATS (each written whole or not at all); the built tables, for the report."""
     signature = scorer_summary(frame)
-    written: dict[str, dict[Format, Path]] = {}
-    for spec in specs:
-        table = build_table(frame, spec, scale=scale, scorer_signature=signature)
-        written[spec.name] = {}
+    tables = [build_table(frame, spec, scale=scale, scorer_signature=signature) for spec in specs]
+    for table in tables:
         for fmt in FORMATS:
-            path = folder / f"{spec.name}.{fmt}"
-            atomic_write_text(path, render(table, fmt))
-            written[spec.name][fmt] = path
-    return written
+            atomic_write_text(folder / f"{table.spec.name}.{fmt}", render(table, fmt))
+    return tables
