@@ -30,7 +30,7 @@ from mirai_eval.pipeline.plan import Job, Plan, digest
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
-from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, NATIVE
+from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, NATIVE, Profile
 from mirai_eval.scoring.longvideo import Protocol
 from mirai_eval.scoring.profiles import (
     TOY_TRAINED,
@@ -140,7 +140,7 @@ class Scorer:
         return suite is not None and dimension not in suite
 
     @property
-    def profile(self) -> str:
+    def profile(self) -> Profile:
         return self.manifest.scoring.profile
 
     def options(self) -> ScoringOptions:
@@ -159,7 +159,7 @@ class Scorer:
         """The native dimensions' models, loaded on first use (a cached run loads nothing)."""
         if self._dimensions is None:
             dims = sorted({d for h in self.manifest.horizons.values() for d in h.dimensions})
-            self._dimensions = load_dimensions(self.profile, dims, self.options())  # type: ignore[arg-type]
+            self._dimensions = load_dimensions(self.profile, dims, self.options())
         return self._dimensions
 
     def result(self, store: Store, job: Job, dimension: str) -> tuple[float, str | None, str | None]:
