@@ -23,13 +23,28 @@ count; decord decodes with one thread on both sides. Runs in the vbench environm
 
 Dynamic degree runs RAFT at full resolution, several seconds a pair on a CPU: `--flow-frames`
 limits its clip to the first N frames (same size and content; every pair costs the same).
+
+`--end-to-end`: the commands as users run them, each in a fresh process, on a folder of `--videos`
+procedural clips (a panning texture with a moving square, H.264, `--height`x`--width`):
+
+- ours: `python -m mirai_eval score --videos DIR --dims D --weight ...` (start-up, weight loading,
+  decoding and writing the results included);
+- vbench: `python benchmarks/vbench_folder.py`, a fresh Python that imports the package and runs
+  its evaluation of the folder with the same weight files, and nothing of ours.
+
+One row per dimension, and the set: every dimension in one command (we decode each video once,
+vbench once per dimension). Targets: <= 1.0x per dimension, <= 0.5x for the set.
+
+    .nox/bench_score/bin/python benchmarks/score.py --end-to-end --videos 4 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +70,9 @@ from tests.vbench_parity import fixtures
 
 DIMS = "subject_consistency,background_consistency,temporal_flickering,dynamic_degree,imaging_quality"
 SIDES = ("ours", "vbench", "floor")
+E2E_SIDES = ("ours", "vbench")
+E2E_PROMPT = "a panning texture with a moving square"
+VBENCH_FOLDER = Path(__file__).resolve().parent / "vbench_folder.py"
 FLOOR_TARGET = 1.15
 BACKGROUND_TARGET = 0.5
 
@@ -72,6 +90,115 @@ class Times:
     def paired_median(self, side: str, other: str) -> float:
         """The median over repeats of side / other within a repeat: robust to one slow or lucky run."""
         return statistics.median(a / b for a, b in zip(self.total[side], self.total[other], strict=True))
+
+
+def random_weights(folder: Path) -> dict[str, str]:
+    """Random weights in the official file formats, keyed as `mirai-eval score --weight` keys them."""
+    weights = {
+        "dino_vitb16": str(fixtures.dino_weights(folder)),
+        "clip_vitb32": str(fixtures.clip_weights(folder, large=False)),
+        "raft_things": str(fixtures.raft_weights(folder)),
+        "musiq_spaq": str(folder / "musiq_spaq_ckpt-358bb6af.pth"),
+    }
+    musiq = Musiq()
+    fixtures.randomise(musiq, 6)
+    torch.save(musiq.state_dict(), weights["musiq_spaq"])
+    return weights
+
+
+def panning_video(seed: int, frames: int, height: int, width: int) -> torch.Tensor:
+    """[T, H, W, 3] uint8: a texture panning 3 px a frame under a square moving 6 px a frame, with
+    mild noise, so every frame differs everywhere (H.264 decodes real motion, RAFT sees flow)."""
+    g = torch.Generator().manual_seed(seed)
+    texture = torch.nn.functional.interpolate(
+        torch.rand(1, 3, height // 8, (width + 3 * frames) // 8 + 1, generator=g) * 255,
+        size=(height, ((width + 3 * frames) // 8 + 1) * 8),
+        mode="bilinear",
+    )[0]
+    out = []
+    for t in range(frames):
+        frame = texture[:, :, 3 * t : 3 * t + width].clone()
+        x = int(10 + 6 * t) % (width - 60)
+        frame[:, 40:100, x : x + 60] = torch.tensor([250.0, 40.0, 40.0])[:, None, None]
+        frame += torch.randn(frame.shape, generator=g) * 3
+        out.append(frame.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0))
+    return torch.stack(out)
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    """Time `mirai-eval score` against the vbench package's evaluation, whole commands, fresh processes."""
+    dims = args.dims.split(",")
+    if "subject_consistency" in dims and not (fixtures.HUB_DINO / "hubconf.py").is_file():
+        raise SystemExit(
+            f"subject_consistency: vbench builds DINO from its hub code, not found at {fixtures.HUB_DINO}; "
+            "put a copy of github.com/facebookresearch/dino there, or leave the dimension out with --dims"
+        )
+    work = Path(tempfile.mkdtemp(prefix="score-e2e-"))
+    videos = work / "videos"
+    videos.mkdir()
+    for i in range(args.videos):
+        fixtures.write_mp4(
+            videos / f"{E2E_PROMPT}-{i}.mp4",
+            panning_video(i, args.frames, args.height, args.width),
+            fps=args.fps,
+        )
+    weights = random_weights(work)
+    (work / "weights.json").write_text(json.dumps(weights))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env["VBENCH_CACHE_DIR"] = str(work / "vbench-cache")  # nothing of the user's cache is read or written
+    rows = {name: [name] for name in dims} | {"the set": dims}
+    commands: dict[str, dict[str, list[str]]] = {}
+    for row, row_dims in rows.items():
+        joined = ",".join(row_dims)
+        ours = [sys.executable, "-m", "mirai_eval", "score", "--videos", str(videos), "--dims", joined]
+        ours += ["--out", str(work / f"ours-{row.replace(' ', '_')}.json"), "--device", args.device]
+        ours += [f"--weight={key}={path}" for key, path in weights.items()]
+        theirs = [sys.executable, str(VBENCH_FOLDER), "--dims", joined, "--videos", str(videos)]
+        theirs += [
+            "--weights",
+            str(work / "weights.json"),
+            "--hub",
+            str(fixtures.HUB_DINO),
+            "--device",
+            args.device,
+        ]
+        commands[row] = {"ours": ours, "vbench": theirs}
+
+    times: dict[str, dict[str, list[float]]] = {row: {side: [] for side in E2E_SIDES} for row in rows}
+    for repeat in range(args.repeat):
+        print(f"repeat {repeat + 1}/{args.repeat}: load average {os.getloadavg()[0]:.2f}", flush=True)
+        for row in rows:
+            for side in E2E_SIDES[repeat % 2 :] + E2E_SIDES[: repeat % 2]:
+                started = time.perf_counter()
+                done = subprocess.run(commands[row][side], env=env, capture_output=True, text=True)
+                elapsed = time.perf_counter() - started
+                if done.returncode:
+                    raise SystemExit(f"{side} failed on {row}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+                times[row][side].append(elapsed)
+                print(f"  {row:24} {side:6} {elapsed:8.2f} s", flush=True)
+
+    console = Console()
+    console.print(
+        f"{args.videos} videos of {args.frames} frames {args.height}x{args.width} at {args.fps} fps; "
+        f"{args.threads} thread(s), device {args.device}; whole commands in fresh processes, best of "
+        f"{args.repeat} interleaved repeats"
+    )
+    console.print(f"{'dimension':26} {'ours s':>8} {'vbench s':>9} {'ours/vbench':>12} {'median pair':>12}")
+    ratios: list[Row] = []
+    for row in rows:
+        ours_s, theirs_s = min(times[row]["ours"]), min(times[row]["vbench"])
+        pair = statistics.median(a / b for a, b in zip(times[row]["ours"], times[row]["vbench"], strict=True))
+        console.print(f"{row:26} {ours_s:8.2f} {theirs_s:9.2f} {ours_s / theirs_s:12.2f} {pair:12.2f}")
+        target = 0.5 if row == "the set" else 1.0
+        ratios.append(
+            (
+                f"{row}: ours / vbench",
+                f"{ours_s / theirs_s:.2f}x",
+                f"<= {target}x",
+                verdict(ours_s / theirs_s <= target),
+            )
+        )
+    print_ratios(console, ratios)
 
 
 def timed_decode(path: Path) -> tuple[Video, float]:
@@ -121,7 +248,12 @@ def main() -> None:
     )
     parser.add_argument("--dims", default=DIMS, help="comma-separated dimensions")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved repeats; the minimum counts")
+    parser.add_argument("--end-to-end", action="store_true", help="whole commands on a folder (see above)")
+    parser.add_argument("--videos", type=int, default=4, help="clips in the end-to-end folder")
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args)
+        return
     frames_default, pairs_default = batch_defaults(args.device)  # what `mirai-eval score` uses
     args.batch_size = args.batch_size or frames_default
     args.flow_batch_size = args.flow_batch_size or pairs_default
@@ -148,15 +280,7 @@ def main() -> None:
     fixtures.write_mp4(flow_path, frames[: args.flow_frames], fps=args.fps)
     path_of = {name: flow_path if name == "dynamic_degree" else video_path for name in dims}
 
-    weights = {
-        "dino_vitb16": str(fixtures.dino_weights(work)),
-        "clip_vitb32": str(fixtures.clip_weights(work, large=False)),
-        "raft_things": str(fixtures.raft_weights(work)),
-        "musiq_spaq": str(work / "musiq_spaq_ckpt-358bb6af.pth"),
-    }
-    musiq = Musiq()
-    fixtures.randomise(musiq, 6)
-    torch.save(musiq.state_dict(), weights["musiq_spaq"])
+    weights = random_weights(work)
     options = ScoringOptions(
         device=device, batch_size=args.batch_size, flow_batch_size=args.flow_batch_size, weights=weights
     )
