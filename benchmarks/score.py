@@ -35,7 +35,7 @@ procedural clips (a panning texture with a moving square, H.264, `--height`x`--w
 One row per dimension, and the set: every dimension in one command (we decode each video once,
 vbench once per dimension). Targets: <= 1.0x per dimension, <= 0.5x for the set.
 
-    .nox/bench_score/bin/python benchmarks/score.py --end-to-end --videos 4 --repeat 3
+    .nox/bench_score/bin/python benchmarks/score.py --end-to-end --videos 4 --frames 33 --repeat 3
 """
 
 from __future__ import annotations
