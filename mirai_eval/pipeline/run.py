@@ -277,13 +277,14 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
 
 def render_tables(plan: Plan, rows: list[ScoreRow], console: Console) -> dict[str, list[str]]:
     """The manifest's tables into `out/tables` (the Markdown also on the console)."""
-    from mirai_eval.tables.render import FORMATS, write_tables
+    from mirai_eval.tables.render import FORMATS, table_path, write_tables
 
     manifest, folder = plan.manifest, plan.manifest.out / "tables"
     written: dict[str, list[str]] = {}
     for table in write_tables(to_frame(rows), manifest.tables, manifest.scale, folder):
-        written[table.spec.name] = [str(folder / f"{table.spec.name}.{fmt}") for fmt in FORMATS]
-        console.print((folder / f"{table.spec.name}.md").read_text(encoding="utf-8"))
+        name = table.spec.name
+        written[name] = [str(table_path(folder, name, fmt)) for fmt in FORMATS]
+        console.print(table_path(folder, name, "md").read_text(encoding="utf-8"))
     return written
 
 

@@ -172,12 +172,17 @@ def render(table: Table, fmt: Format, templates: Path = TEMPLATES) -> str:
     return template.render(**layout(table))
 
 
+def table_path(folder: Path, name: str, fmt: Format) -> Path:
+    """Where `write_tables` writes table `name` in format `fmt`."""
+    return folder / f"{name}.{fmt}"
+
+
 def write_tables(frame: pd.DataFrame, specs: Sequence[TableSpec], scale: str, folder: Path) -> list[Table]:
-    """Build every table of `specs` from the score rows and write `<folder>/<name>.<format>` for each
-    of FORMATS (each written whole or not at all); the built tables, for the report."""
+    """Build every table of `specs` from the score rows and write `table_path` for each of FORMATS
+    (each written whole or not at all); the built tables, for the report."""
     signature = scorer_summary(frame)
     tables = [build_table(frame, spec, scale=scale, scorer_signature=signature) for spec in specs]
     for table in tables:
         for fmt in FORMATS:
-            atomic_write_text(folder / f"{table.spec.name}.{fmt}", render(table, fmt))
+            atomic_write_text(table_path(folder, table.spec.name, fmt), render(table, fmt))
     return tables
