@@ -128,6 +128,8 @@ def panning_video(seed: int, frames: int, height: int, width: int) -> torch.Tens
 def end_to_end(args: argparse.Namespace) -> None:
     """Time `mirai-eval score` against the vbench package's evaluation, whole commands, fresh processes."""
     dims = args.dims.split(",")
+    if unknown := sorted(set(dims) - set(DIMS.split(","))):
+        raise SystemExit(f"--dims: {', '.join(unknown)} not timed here; choose from {DIMS}")
     if "subject_consistency" in dims and not (fixtures.HUB_DINO / "hubconf.py").is_file():
         raise SystemExit(
             f"subject_consistency: vbench builds DINO from its hub code, not found at {fixtures.HUB_DINO}; "
