@@ -1,11 +1,14 @@
-"""Sessions: tests (default suite), slow, lint, typecheck.
+"""Sessions: tests (default suite), slow, lint, typecheck, tables, report; vbench and bench_score.
 
-Each session has its own virtual environment; torch installs from this machine's wheel cache
-in under a minute because pyproject pins it exactly.
+The project's sessions run in the environment nox itself runs from, the one the README makes
+(`.venv`, with `pip install -e ".[dev]"`): a torch environment is about 6 GB, and one each for
+tests, typecheck and tables filled a CI machine's disk. vbench and bench_score keep their own
+environments because vbench 0.1.5 pins transformers 4.33 and numpy<2.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
@@ -13,33 +16,47 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
+PROJECT = Path(__file__).resolve().parent
+project_session = nox.session(venv_backend="none")
 
 
-@nox.session(python=PYTHON)
+def _project_python(session: nox.Session) -> str:
+    """nox's own interpreter, once it is known to have this checkout installed (editable, with dev)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mirai_eval")
+    origin = Path(spec.origin).resolve() if spec and spec.origin else None
+    if origin is None or PROJECT not in origin.parents or importlib.util.find_spec("pytest") is None:
+        session.error(
+            f"{sys.executable} does not have this checkout installed with its dev tools "
+            f"(mirai_eval found at {origin}); run nox from the project's environment: "
+            f'python3.11 -m venv .venv, .venv/bin/pip install -e ".[dev]", then .venv/bin/nox -s {session.name}'
+        )
+    return sys.executable
+
+
+@project_session
 def tests(session: nox.Session) -> None:
     """The default suite (about 15 minutes at most on 2 cores); pytest's exit 5 (no tests) fails."""
-    session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    session.run(_project_python(session), "-m", "pytest", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@project_session
 def slow(session: nox.Session) -> None:
     """Tests marked slow: whole toy training chains, long rollouts."""
-    session.install("-e", ".[dev]")
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run(_project_python(session), "-m", "pytest", "-m", "slow", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@project_session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    python = _project_python(session)
+    session.run(python, "-m", "ruff", "check", ".")
+    session.run(python, "-m", "ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@project_session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
-    session.run("mypy")
+    session.run(_project_python(session), "-m", "mypy")
 
 
 VBENCH_PINS = ("torch==2.14.1", "torchvision==0.29.1", "vbench==0.1.5", "setuptools<81")
@@ -90,7 +107,7 @@ def _chains(manifest: str) -> frozenset[str]:
     return frozenset(str(m["train"]["chain"]) for m in models if isinstance(m.get("train"), dict))
 
 
-@nox.session(python=PYTHON)
+@project_session
 def tables(session: nox.Session) -> None:
     """Regenerate tables/generated/ from the toy manifests' runs (and the toy chains' fidelity report);
     fail when the committed tables differ.
@@ -108,7 +125,7 @@ def tables(session: nox.Session) -> None:
     import subprocess
     import threading
 
-    session.install("-e", ".[dev]")
+    python = _project_python(session)
     manifests = session.posargs or [
         str(path) for path in sorted(Path("manifests/toy").glob("*.yaml")) if "\ntables:" in path.read_text()
     ]
@@ -119,7 +136,7 @@ def tables(session: nox.Session) -> None:
         lanes.setdefault(_chains(manifest), []).append(manifest)
     logs = Path("runs/tables-logs")
     logs.mkdir(parents=True, exist_ok=True)
-    binary = str(Path(session.bin) / "mirai-eval")
+    command = [python, "-m", "mirai_eval"]
     failures: list[str] = []
     trained = [threading.Event() for _ in lanes]
 
@@ -127,7 +144,7 @@ def tables(session: nox.Session) -> None:
         log = logs / f"{name}.log"
         session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
         with log.open("a") as out:
-            done = subprocess.run([binary, *arguments], stdout=out, stderr=subprocess.STDOUT, check=False)
+            done = subprocess.run([*command, *arguments], stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
             failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; {log} ends:\n{tail}")
@@ -175,7 +192,7 @@ def tables(session: nox.Session) -> None:
         )
 
 
-@nox.session(python=PYTHON)
+@project_session
 def report(session: nox.Session) -> None:
     """The HTML report in headless Chromium (Debian's chromium, installed when missing; needs root).
 
@@ -186,9 +203,14 @@ def report(session: nox.Session) -> None:
     if not Path("/usr/bin/chromium").exists():
         session.run("apt-get", "update", external=True)
         session.run("apt-get", "install", "-y", "chromium", external=True)
-    session.install("-e", ".[dev]")
+    python = _project_python(session)
     screenshot = Path("runs/report/screenshot.png").resolve()
     session.run(
-        "pytest", "tests/test_report.py", *session.posargs, env={"REPORT_SCREENSHOT": str(screenshot)}
+        python,
+        "-m",
+        "pytest",
+        "tests/test_report.py",
+        *session.posargs,
+        env={"REPORT_SCREENSHOT": str(screenshot)},
     )
     session.log(f"screenshot: {screenshot}")
