@@ -17,7 +17,7 @@ INSIDE = SpritesConfig(min_objects=1, max_objects=1, roam_probability=0.0, pilla
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("radius", [4.5, 7.7])
+@pytest.mark.parametrize("radius", [64 * SpritesConfig().min_radius, 64 * SpritesConfig().max_radius])
 def test_each_shape_fits_its_own_template_best(shape: str, radius: float) -> None:
     grid = np.arange(64) + 0.5
     blob = inside(shape, grid[None, :] - 30.3, grid[:, None] - 27.8, radius)

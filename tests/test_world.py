@@ -141,16 +141,28 @@ def test_occlusion_reduces_visibility_but_not_presence() -> None:
     assert truth.visible[hidden[-1] + 12, 0] == 1, "and out again"
 
 
-def test_sampled_scenes_leave_return_and_hide() -> None:
-    returns = hides = 0
+def _leave_return_hide(num_frames: int) -> tuple[int, int, int]:
+    """How many sprites of 40 default scenes leave the frame, come back, hide (behind the pillar or
+    another sprite) within the first `num_frames` frames."""
+    leaves = returns = hides = 0
     for seed in range(40):
         scene = sample_scene(seed, CONFIG)
-        truth = tracks(scene, CONFIG.num_frames)
+        truth = tracks(scene, num_frames)
         for k in range(len(scene.objects)):
             gone = np.flatnonzero(truth.in_frame[:, k] == 0)
+            leaves += len(gone) > 0
             returns += len(gone) > 0 and bool(np.any(truth.in_frame[gone[0] :, k] == 1))
             hides += bool(np.any(truth.visible[:, k] < truth.in_frame[:, k]))
-    assert returns >= 3 and hides >= 10
+    return leaves, returns, hides
+
+
+def test_sampled_scenes_leave_return_and_hide() -> None:
+    """The planning gaps: in 5 s training clips sprites leave and hide; over the 30 s rollouts the
+    roaming ones come back (the default sprites are slow, for the codec: issue 13)."""
+    leaves, _, hides = _leave_return_hide(CONFIG.num_frames)
+    assert leaves >= 8 and hides >= 20
+    leaves, returns, hides = _leave_return_hide(CONFIG.long_num_frames)
+    assert leaves >= 30 and returns >= 15 and hides >= 40
 
 
 def test_dataset_shards_are_disjoint_and_cover_the_range() -> None:
