@@ -155,6 +155,8 @@ def end_to_end(args: argparse.Namespace) -> None:
         ours = [sys.executable, "-m", "mirai_eval", "score", "--videos", str(videos), "--dims", joined]
         ours += ["--out", str(work / f"ours-{row.replace(' ', '_')}.json"), "--device", args.device]
         ours += [f"--weight={key}={path}" for key, path in weights.items()]
+        for option, value in (("--batch-size", args.batch_size), ("--flow-batch-size", args.flow_batch_size)):
+            ours += [option, str(value)] if value else []
         theirs = [sys.executable, str(VBENCH_FOLDER), "--dims", joined, "--videos", str(videos)]
         theirs += [
             "--weights",

@@ -174,3 +174,18 @@ def test_score_command_with_the_toy_profile(tmp_path: Path, toy_scorers: Path) -
     assert set(results["aggregate"]) | set(results["unavailable"]) == set(results["dimensions"])
     assert set(results["unavailable"]) == set(TOY_UNAVAILABLE)
     assert "reweighted" in results["final"]["note"]
+
+
+def test_the_scorers_store_key_follows_the_world_they_are_trained_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A world whose defaults change (issue 13's bigger, slower sprites) must retrain the toy scorers:
+    the key covers the resolved recipe, not only the recipe file's bytes."""
+    from mirai_eval.scoring import toy_training
+    from mirai_eval.scoring.toy_weights import RECIPE
+
+    recipe = toy_training.load_scorers_recipe(RECIPE)
+    before = toy_training.scorers_digest(RECIPE)
+    other = recipe.model_copy(
+        update={"data": recipe.data.model_copy(update={"world": SpritesConfig(min_radius=0.15)})}
+    )
+    monkeypatch.setattr(toy_training, "load_scorers_recipe", lambda path: other)
+    assert toy_training.scorers_digest(RECIPE) != before

@@ -20,11 +20,8 @@ import torch
 
 from mirai_eval import DEFAULT_STORE
 from mirai_eval.scoring.backbones.amt import load_amt
-from mirai_eval.scoring.backbones.block_matching import BilateralInterpolator, BlockMatchingFlow
 from mirai_eval.scoring.backbones.dino import DinoViT
 from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
-from mirai_eval.scoring.backbones.sprites_encoder import SpritesQuality
-from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
 from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
 from mirai_eval.scoring.consistency import FeatureConsistency, background_consistency, subject_consistency
@@ -33,11 +30,8 @@ from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
 from mirai_eval.scoring.motion import MotionSmoothness
-from mirai_eval.scoring.objects import OBJECT_DIMENSIONS, SpriteDetections
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
-from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
-from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
-from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder, VideoTextConsistency, VideoTextEmbedder
+from mirai_eval.scoring.videotext import VideoTextConsistency, VideoTextEmbedder
 from mirai_eval.scoring.weights import NEEDS, resolve_weights
 from mirai_train.video import MIN_SIDE
 
@@ -178,6 +172,16 @@ def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) 
 
 def toy_dimensions(dims: list[str], options: ScoringOptions) -> LoadedDimensions:
     """The toy profile: VBench's formulas on the sprites stand-ins (see the module docstring)."""
+    # Imported here, not with the module: the sprites models pull in the toy text encoder
+    # (transformers) and the world, half a second of start-up a vbench-profile run never needs.
+    from mirai_eval.scoring.backbones.block_matching import BilateralInterpolator, BlockMatchingFlow
+    from mirai_eval.scoring.backbones.sprites_encoder import SpritesQuality
+    from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
+    from mirai_eval.scoring.objects import OBJECT_DIMENSIONS, SpriteDetections
+    from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
+    from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
+    from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder
+
     if options.static_filter:
         raise ValueError(STATIC_FILTER_VBENCH_ONLY)
     device, batch = options.device, options.batch_size

@@ -39,6 +39,7 @@ import mirai_eval.scoring.backbones.sprites_detector as detector_module
 import mirai_eval.scoring.backbones.sprites_encoder as encoder_module
 import mirai_eval.scoring.backbones.sprites_scorers as scorers_module
 import mirai_eval.scoring.backbones.sprites_videotext as videotext_module
+import mirai_train.world as world_module
 from mirai_eval.scoring.backbones.sprites_detector import NONE, SpritesDetectorConfig
 from mirai_eval.scoring.backbones.sprites_encoder import SHAPE_CLASSES, SpritesEncoder, SpritesEncoderConfig
 from mirai_eval.scoring.backbones.sprites_scorers import build_scorers, save_scorers
@@ -93,6 +94,8 @@ TRAINING_SOURCES = (
     Path(videotext_module.__file__),
     Path(detector_module.__file__),
     Path(scorers_module.__file__),
+    # The world renders the training clips and their labels: a new world must retrain the scorers.
+    *sorted(Path(world_module.__file__).parent.glob("*.py")),
 )
 
 
@@ -101,9 +104,11 @@ def load_scorers_recipe(path: Path | str) -> ScorersRecipe:
 
 
 def scorers_digest(path: Path | str) -> str:
-    """sha256 of the recipe file and of the code that trains and defines the models: the store key."""
-    load_scorers_recipe(path)
+    """sha256 of the recipe (its file and every value it resolves to, the world's defaults included)
+    and of the code that renders the data and trains and defines the models: the store key."""
+    recipe = load_scorers_recipe(path)
     digest = hashlib.sha256(Path(path).read_bytes())
+    digest.update(recipe.model_dump_json().encode())
     for source in TRAINING_SOURCES:
         digest.update(source.name.encode() + b"\n" + source.read_bytes())
     return digest.hexdigest()

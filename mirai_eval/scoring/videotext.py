@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from mirai_eval.scoring.backbones.sprites_scorers import SpritesScorers
-from mirai_eval.scoring.backbones.sprites_videotext import SpritesVideoText
 from mirai_eval.scoring.backbones.viclip import ViClip
 from mirai_eval.scoring.base import Aggregation, VideoScore, video_mean_score
 from mirai_eval.scoring.preprocess import CLIP_MEAN, CLIP_STD
 from mirai_train.video import Video
+
+if TYPE_CHECKING:  # the toy models load with the toy profile only (profiles.toy_dimensions)
+    from mirai_eval.scoring.backbones.sprites_scorers import SpritesScorers
 
 FRAMES = 8
 
@@ -83,7 +84,7 @@ class SpritesVideoTextEmbedder:
     def video(self, video: Video) -> torch.Tensor:
         frames = video.frames[middle_indices(video.frames.shape[0])].permute(0, 3, 1, 2).float()
         with torch.inference_mode():
-            features = SpritesVideoText.frame_features(self.scorers.encoder, frames.to(self.device))
+            features = self.scorers.videotext.frame_features(self.scorers.encoder, frames.to(self.device))
             return self.scorers.videotext.encode_video(features.unsqueeze(0)).float().cpu()
 
     def text(self, prompt: str) -> torch.Tensor:
