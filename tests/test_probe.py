@@ -157,7 +157,8 @@ def test_sprite_positions_from_pixels() -> None:
     assert exact.detection_rate == 1.0 and exact.mean_error is not None and exact.mean_error < 0.5
     moved = np.concatenate([video[:, :, :1].repeat(5, axis=2), video[:, :, :-5]], axis=2)  # 5 px right
     before, after = sprite_positions(video, colours), sprite_positions(moved, colours)
-    inside = (before[..., 0] > 8) & (before[..., 0] < 48)  # clear of both edges
+    reach = config.max_radius * config.width + 1  # a sprite's half-width, and a pixel
+    inside = (before[..., 0] > reach) & (before[..., 0] < config.width - 5 - reach)  # clear of both edges
     assert inside.sum() > 10
     assert np.allclose(after[inside] - before[inside], [5.0, 0.0], atol=1e-3)
     noise = np.random.default_rng(0).integers(0, 256, video.shape, dtype=np.uint8)
