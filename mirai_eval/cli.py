@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,7 @@ from mirai_eval.cli_options import (
     Size,
     StaticFilter,
     StoreDir,
+    VbenchFormat,
     VbenchPython,
     Weights,
 )
@@ -169,6 +170,7 @@ def score(
     missing: Missing = "refuse",
     vbench_python: VbenchPython = None,
     store: StoreDir = DEFAULT_STORE,
+    vbench_format: VbenchFormat = False,
 ) -> None:
     """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
     from mirai_eval.scoring.dimensions import DIMENSIONS
@@ -193,8 +195,26 @@ def score(
     write_results(out, results)
     print_summary(results)
     typer.echo(f"results written to {out}")
+    if vbench_format:
+        typer.echo(f"vbench's layout: {_write_vbench_format(results, out)}")
     if results["failed_videos"]:
         raise typer.Exit(1)
+
+
+def _write_vbench_format(results: dict[str, Any], out: Path) -> Path:
+    """`{out's stem}_eval_results.json` beside `out`: the aggregates and per-video values just scored."""
+    from mirai_eval.tables.vbench_format import VideoValue, eval_results, write_eval_results
+
+    folder = Path(results["videos_dir"])
+    per_video = {
+        dimension: [
+            VideoValue(str(folder / name), record["scores"][dimension])
+            for name, record in results["videos"].items()
+            if dimension in record["scores"]
+        ]
+        for dimension in results["aggregate"]
+    }
+    return write_eval_results(out.parent, out.stem, eval_results(per_video, results["aggregate"]))
 
 
 def _weights(items: list[str] | None) -> dict[str, str]:
@@ -279,6 +299,7 @@ def run_command(
     ] = "0/1",
     profile: ProfileOverride = None,
     device: DeviceOverride = None,
+    vbench_format: VbenchFormat = False,
 ) -> None:
     """Regenerate a manifest's tables: generate, score, aggregate, render. Resumes; --shard / torchrun split it."""
     from rich.console import Console
@@ -303,7 +324,7 @@ def run_command(
     assert scorer is not None
     command = {"limit": limit, "shard": shard, "profile": profile, "device": device}
     try:
-        results = execute(plan, scorer, slice_, Console(), command)
+        results = execute(plan, scorer, slice_, Console(), command, vbench_format)
     except (RunError, DelegationError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

@@ -56,6 +56,12 @@ Missing = Annotated[
     MissingPolicy,
     typer.Option("--missing", help="The final score with missing dimensions: refuse or reweight."),
 ]
+VbenchFormat = Annotated[
+    bool,
+    typer.Option(
+        "--vbench-format", help="Also write the scores as vbench writes them: {name}_eval_results.json."
+    ),
+]
 VbenchPython = Annotated[
     str | None, typer.Option("--vbench-python", help="Python of the vbench environment.")
 ]

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from mirai_eval.generate import Generator, to_frames
+from mirai_eval.tables.rows import slug
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import read_metadata
 from mirai_train.models.codecs import VideoCodec, build_codec
@@ -215,11 +216,6 @@ def fidelity_report(
     atomic_write_text(out / "fidelity.json", json.dumps(document, indent=1) + "\n")
     atomic_write_text(out / "fidelity.md", render_markdown(document))
     return out / "fidelity.md"
-
-
-def slug(label: str) -> str:
-    """A file-name part: runs of anything but letters and digits become one '-'."""
-    return "-".join("".join(ch if ch.isalnum() else " " for ch in label).split())
 
 
 def render_markdown(document: dict[str, Any]) -> str:

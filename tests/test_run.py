@@ -23,6 +23,7 @@ from mirai_eval.pipeline.score import OUTSIDE_SUITE
 from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
 from mirai_eval.scoring.toy_weights import stored_weights
+from mirai_eval.tables.rows import slug
 from mirai_train.cli import app as train_app
 from tests.test_probe import CONFIG as PROBE_CONFIG
 
@@ -412,6 +413,17 @@ def test_delegated_dimensions_are_scored_by_file_name(project: Path, monkeypatch
     assert all(r["value"] == len(f"{r['prompt']}-{r['sample']}.mp4") and r["error"] is None for r in rows)
 
 
+def same_vbench_layout(run_file: Path, score_file: Path) -> None:
+    """Two `{name}_eval_results.json` files hold the same dimensions, aggregates and per-video values
+    (matched by file name; the run's rows name videos as VBench does)."""
+    ran, scored = json.loads(run_file.read_text()), json.loads(score_file.read_text())
+    assert sorted(ran) == sorted(scored) and ran
+    for dimension, (aggregate, videos) in scored.items():
+        assert ran[dimension][0] == pytest.approx(aggregate, rel=1e-12)
+        theirs = {Path(v["video_path"]).name: v["video_results"] for v in videos}
+        assert {v["video_path"]: v["video_results"] for v in ran[dimension][1]} == theirs
+
+
 SAME_LOOP_DIMS = ["temporal_flickering", "subject_consistency", "color", "dynamic_degree", "human_action"]
 
 
@@ -435,7 +447,7 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
     )
     path.write_text(text)
     os.chdir(project)
-    result = runner.invoke(app, ["run", "--manifest", str(path)])
+    result = runner.invoke(app, ["run", "--manifest", str(path), "--vbench-format"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (project / f"out-{name}" / "rows.jsonl").read_text().splitlines()]
     kinds: Counter[str] = Counter()
@@ -453,10 +465,15 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
             out = folder.with_suffix(".json")
             command = ["score", "--videos", str(folder), "--out", str(out), "--profile", "toy", "--dims"]
             command += [",".join(SAME_LOOP_DIMS), "--weight", f"toy_scorers={toy_scorers}"]
-            command += ["--protocol", protocol, "--clip-seconds", "0.25"]
+            command += ["--protocol", protocol, "--clip-seconds", "0.25", "--vbench-format"]
             result = runner.invoke(app, command)
             assert result.exit_code == 0, result.output
             videos = json.loads(out.read_text())["videos"]
+            exported = project / f"out-{name}" / "vbench" / f"{slug(model)}-{horizon}_eval_results.json"
+            if protocol == "whole":  # the run's VBench-layout file equals the folder's, value for value
+                same_vbench_layout(exported, folder.with_name(f"{folder.name}_eval_results.json"))
+            else:
+                assert not exported.exists()
             for row in mine:
                 video = videos[f"{row['prompt']}-{row['sample']}.mp4"]
                 dimension, error = row["dimension"], row["error"]

@@ -34,7 +34,7 @@ from mirai_eval.pipeline.score import Scorer, score_jobs
 from mirai_eval.pipeline.store import Store
 from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.runner import OVER_STATIC_CAP, over_static_cap
-from mirai_eval.tables.rows import ScoreRow, to_frame
+from mirai_eval.tables.rows import ScoreRow, slug, to_frame
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import content_sha256, git_revision
 
@@ -275,6 +275,40 @@ def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
     return path
 
 
+def write_vbench_format(plan: Plan, rows: list[ScoreRow], store: Store, console: Console) -> dict[str, Any]:
+    """`out/vbench/{model}-{horizon}_eval_results.json` per model and horizon (`tables.vbench_format`).
+
+    Each file holds VBench's aggregate of the videos the tables use (the excluded ones left out, as
+    VBench leaves them out). A horizon scored under another protocol than whole videos, or a
+    dimension whose frame pooling the store cannot redo (vbench-delegated scores keep no frame
+    counts), is left out with its reason, printed and returned.
+    """
+    from mirai_eval.tables.vbench_format import VideoValue, eval_results, pooled, write_eval_results
+
+    folder, written, left_out = plan.manifest.out / "vbench", [], {}
+    names = {job.key: job.name for job in plan.jobs}
+    groups: dict[tuple[str, str], dict[str, list[VideoValue]]] = {}
+    for row in rows:
+        if row.error is not None:
+            continue
+        record = store.get_score(row.video, row.dimension, row.scorer)
+        total, count = (record.total, record.count) if record is not None else (None, None)
+        value = VideoValue(names[row.video], row.value, total, count)
+        groups.setdefault((row.model, row.horizon), {}).setdefault(row.dimension, []).append(value)
+    for (model, horizon), per_video in groups.items():
+        name = f"{slug(model)}-{horizon}"
+        if plan.manifest.horizons[horizon].protocol != "whole":
+            left_out[name] = f"horizon {horizon} is scored per clip; VBench's layout holds whole-video scores"
+            continue
+        aggregates = {d: a for d, values in per_video.items() if (a := pooled(values)) is not None}
+        for dimension in sorted(set(per_video) - set(aggregates)):
+            left_out[f"{name}/{dimension}"] = "no frame counts stored (a vbench-delegated score)"
+        written.append(str(write_eval_results(folder, name, eval_results(per_video, aggregates))))
+    for what, why in left_out.items():
+        console.print(f"[yellow]vbench format: {what} left out: {why}[/yellow]")
+    return {"files": written, "left_out": left_out}
+
+
 def render_tables(plan: Plan, rows: list[ScoreRow], console: Console) -> dict[str, list[str]]:
     """The manifest's tables into `out/tables` (the Markdown also on the console)."""
     from mirai_eval.tables.render import FORMATS, table_path, write_tables
@@ -351,12 +385,18 @@ def results(
 
 
 def execute(
-    plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
+    plan: Plan,
+    scorer: Scorer,
+    slice_: Slice,
+    console: Console,
+    command: dict[str, Any],
+    vbench_format: bool = False,
 ) -> Path | None:
-    """Run this process's slice, then (when it sees the whole plan) aggregate and render; returns results.json."""
+    """Run this process's slice, then (when it sees the whole plan) aggregate and render; returns
+    results.json. `vbench_format`: also write the scores in vbench's own files (`write_vbench_format`)."""
     threads = plan.manifest.generation.threads or (1 if plan.manifest.scale == "toy" else None)
     with torch_threads(threads):
-        return _execute(plan, scorer, slice_, console, command)
+        return _execute(plan, scorer, slice_, console, command, vbench_format)
 
 
 @contextmanager
@@ -374,7 +414,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _execute(
-    plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any]
+    plan: Plan, scorer: Scorer, slice_: Slice, console: Console, command: dict[str, Any], vbench_format: bool
 ) -> Path | None:
     store, timings = Store(plan.manifest.store), Timings()
     from mirai_train.parallel import join_torchrun
@@ -417,6 +457,7 @@ def _execute(
         rows = collect_rows(plan, store, scorer)
         out = plan.manifest.out
         rows_path = write_rows(out, rows)
+        vbench = write_vbench_format(plan, rows, store, console) if vbench_format else None
     with timings.stage("render"):
         tables = render_tables(plan, rows, console)
     probe_files: dict[str, str] = {}
@@ -428,7 +469,7 @@ def _execute(
         scorer,
         slice_,
         timings,
-        {**command, "rows": str(rows_path), "tables": tables, "probe": probe_files},
+        {**command, "rows": str(rows_path), "tables": tables, "probe": probe_files, "vbench_format": vbench},
     )
     path = out / "results.json"
     atomic_write_text(path, json.dumps(document, indent=1) + "\n")

@@ -42,6 +42,11 @@ class ScoreRow:
 COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
+def slug(label: str) -> str:
+    """A file-name part: runs of anything but letters and digits become one '-'."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in label).split())
+
+
 def to_frame(rows: list[ScoreRow]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
 

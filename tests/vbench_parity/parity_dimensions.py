@@ -249,3 +249,59 @@ def test_motion_smoothness(videos: list[Path], workdir: Path) -> None:
         mine = load_amt(weights)(even[:-1], even[1:])
         their = [theirs_model.model(even[i : i + 1], even[i + 1 : i + 2], half, eval=True) for i in range(2)]
     assert (mine - torch.cat([t["imgt_pred"] for t in their])).abs().max() <= TOL
+
+
+def test_vbench_format_export_reads_back_as_vbench_wrote_it(workdir: Path) -> None:
+    """`mirai-eval score --vbench-format` beside the file the vbench package itself writes for the
+    same videos (its `VBench.evaluate`, through our worker): the same layout, per-video values and
+    aggregates read by the package's own `load_json`, hence the same final score."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+    from vbench.utils import load_json
+
+    from mirai_eval.cli import app
+    from mirai_eval.scoring.delegate import WORKER
+    from mirai_eval.scoring.final import final_score
+
+    folder = workdir / "export"
+    folder.mkdir()
+    paths = fixtures.make_videos(folder, prompt="In a still frame, a stop sign")
+    theirs_dir = workdir / "export-vbench"
+    command = [sys.executable, str(WORKER), "--videos", str(folder), "--out", str(theirs_dir)]
+    subprocess.run([*command, "--dims", "temporal_flickering"], check=True, capture_output=True)
+    out = workdir / "export-ours" / "ours.json"
+    out.parent.mkdir()
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--videos",
+            str(folder),
+            "--out",
+            str(out),
+            "--dims",
+            "temporal_flickering",
+            "--vbench-format",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    theirs = load_json(str(theirs_dir / "delegated_eval_results.json"))
+    ours = load_json(str(out.parent / "ours_eval_results.json"))
+    assert sorted(ours) == sorted(theirs) == ["temporal_flickering"]
+    their_agg, their_videos = theirs["temporal_flickering"]
+    our_agg, our_videos = ours["temporal_flickering"]
+    assert abs(our_agg - their_agg) <= TOL
+    by_name = {Path(v["video_path"]).name: v["video_results"] for v in their_videos}
+    assert (
+        sorted(Path(v["video_path"]).name for v in our_videos)
+        == sorted(by_name)
+        == sorted(p.name for p in paths)
+    )
+    for video in our_videos:
+        assert abs(video["video_results"] - by_name[Path(video["video_path"]).name]) <= TOL
+    mine = final_score({d: v[0] for d, v in ours.items()}, "reweight")
+    theirs_final = final_score({d: v[0] for d, v in theirs.items()}, "reweight")
+    assert mine.quality is not None and theirs_final.quality is not None
+    assert abs(mine.quality - theirs_final.quality) <= TOL
