@@ -490,3 +490,18 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
                     kinds["error"] += 1
                     assert video["errors"][dimension] == error, (row, video)
     assert kinds["value"] > 0 and kinds["unavailable"] > 0, kinds
+
+
+def test_a_failed_toy_scorers_process_stops_the_run_with_its_exit(tmp_path: Path) -> None:
+    """The toy models train in a second process (pipeline/run.py, `ToyScorers`); when it dies, the
+    run says so instead of scoring with models that are not there."""
+    from rich.console import Console
+
+    from mirai_eval.pipeline.run import RunError, ToyScorers
+
+    store = tmp_path / "store"
+    store.write_text("a file where the store's folder should be")  # the process cannot write its log
+    scorers = ToyScorers.start(store)
+    assert scorers is not None
+    with pytest.raises(RunError, match=r"training the toy profile's models failed \(exit 1\)"):
+        scorers.wait(Console(quiet=True))

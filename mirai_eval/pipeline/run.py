@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,13 +93,23 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def train_missing(plan: Plan, device: str) -> None:
+def train_missing(plan: Plan, device: str, console: Console) -> None:
     """Train the chain-built checkpoints that are missing (with their prerequisites) and the toy
-    profile's models when it needs them and they are missing (rank 0 only)."""
+    profile's models when it needs them and they are missing (rank 0 only).
+
+    The toy models train in a second process meanwhile, with this process's torch thread count (so
+    they come out as they would here): toy runs use one thread, and a machine's second core would
+    otherwise idle through the quick start's longest step.
+    """
     from mirai_eval.scoring import toy_weights
     from mirai_eval.scoring.profiles import TOY_TRAINED
     from mirai_train.trainer import train_chain
 
+    scoring = plan.manifest.scoring
+    dims = {d for h in plan.manifest.horizons.values() for d in h.dimensions}
+    scorers = None
+    if scoring.profile == "toy" and dims & set(TOY_TRAINED) and toy_weights.KEY not in scoring.weights:
+        scorers = ToyScorers.start(plan.manifest.store)
     for label, source in plan.models.items():
         train = source.entry.train
         if source.present:
@@ -108,10 +119,81 @@ def train_missing(plan: Plan, device: str) -> None:
         train_chain(
             train.chain, training_runs(plan.manifest.store, train.chain), until=train.run, device=device
         )
-    scoring = plan.manifest.scoring
-    dims = {d for h in plan.manifest.horizons.values() for d in h.dimensions}
+    if scorers is not None:
+        scorers.wait(console)
     if scoring.profile == "toy" and dims & set(TOY_TRAINED):
         toy_weights.resolve(scoring.weights, plan.manifest.store)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing): runs sharing a store train a model once.
+    The kernel drops it when its process dies, so a killed run never leaves it held."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class ToyScorers:
+    """The toy profile's models, trained into the store by a second process (`start`, then `wait`)."""
+
+    process: Any  # multiprocessing's SpawnProcess
+    log: Path
+
+    @classmethod
+    def start(cls, store: Path) -> ToyScorers | None:
+        """The training process, or None when the store has the models already."""
+        import multiprocessing
+
+        import torch
+
+        from mirai_eval.scoring.toy_weights import stored_weights
+
+        weights = stored_weights(store)
+        if weights.is_file():
+            return None
+        log = weights.parent.with_suffix(".log")
+        # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang in it.
+        process = multiprocessing.get_context("spawn").Process(
+            target=train_toy_scorers, args=(store, log, torch.get_num_threads()), daemon=True
+        )
+        process.start()
+        print(f"training the toy profile's models in a second process (log: {log})", file=sys.stderr)
+        return cls(process, log)
+
+    def wait(self, console: Console) -> None:
+        """Until the training process ends, showing its last log line; RunError if it failed."""
+        with console.status("toy profile's models") as status:
+            while self.process.is_alive():
+                lines = self.log.read_text().splitlines() if self.log.is_file() else []
+                status.update(f"toy profile's models: {lines[-1] if lines else 'starting'}")
+                self.process.join(timeout=1.0)
+        if self.process.exitcode != 0:
+            tail = "\n".join(self.log.read_text().splitlines()[-15:]) if self.log.is_file() else ""
+            raise RunError(
+                f"training the toy profile's models failed (exit {self.process.exitcode}); {self.log}:\n{tail}"
+            )
+
+
+def train_toy_scorers(store: Path, log: Path, threads: int) -> None:
+    """The second process of `ToyScorers`: train the store's toy models unless another run has."""
+    import torch
+
+    from mirai_eval.scoring.toy_training import train_scorers
+    from mirai_eval.scoring.toy_weights import RECIPE, stored_weights
+
+    torch.set_num_threads(threads)
+    weights = stored_weights(store)
+    with exclusive(weights.parent.with_suffix(".lock")), log.open("a") as out:
+        if not weights.is_file():
+            train_scorers(RECIPE, weights.parent, log=lambda line: print(line, file=out, flush=True))
 
 
 def built_checkpoints(sources: dict[str, ModelSource]) -> dict[str, ModelSource]:
@@ -423,7 +505,7 @@ def _execute(
     device = join_torchrun(plan.manifest.generation.device, backend="gloo", timeout=timedelta(days=2))
     with timings.stage("checkpoints"):
         if slice_.rank == 0:
-            train_missing(plan, device)
+            train_missing(plan, device, console)
         if slice_.world > 1:
             import torch.distributed as dist
 
