@@ -13,6 +13,7 @@ way the clipping norm is the global one, and `state.pt` holds full state dicts w
 Run directory:
     state.pt          everything needed to resume (all modules, optimisers, EMA, step)
     log.jsonl         one line per logged step
+    tensorboard/      the same scalars, every optimiser's learning rate (`tensorboard --logdir RUN`)
     generator/        the exported generator checkpoint (predictor and critic dropped)
 """
 
@@ -51,7 +52,7 @@ from mirai_train.recipe import Recipe, load_chain, load_recipe
 from mirai_train.stages import STAGES
 from mirai_train.stages.base import Context, Stage
 
-STATE, LOG, GENERATOR, RECIPE = "state.pt", "log.jsonl", "generator", "recipe.yaml"
+STATE, LOG, BOARD, GENERATOR, RECIPE = "state.pt", "log.jsonl", "tensorboard", "generator", "recipe.yaml"
 
 
 class EMA:
@@ -130,6 +131,7 @@ def fit(
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         # bf16 compute over the whole step (autocast leaves the backward in the forward's dtypes);
         # sharded models also gather their parameters in bf16 (FSDP2's policy, Context.parallel).
+        board = _board(out, start) if rank == 0 else None
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
                 began = time.perf_counter()
@@ -138,12 +140,20 @@ def fit(
                 if ema is not None and step + 1 >= optim.ema_start_step and logs.get("generator_updated", 0):
                     ema.update(stage.modules[stage.generator_name])
                 logs["seconds"] = time.perf_counter() - began
-                if rank == 0 and (step % recipe.log_every == 0 or step + 1 == optim.max_steps):
+                if board is not None and (step % recipe.log_every == 0 or step + 1 == optim.max_steps):
                     with (out / LOG).open("a") as log:
                         log.write(json.dumps({"step": step, **logs}) + "\n")
+                    for name, value in logs.items():
+                        board.add_scalar(f"train/{name}", value, step)
+                    for name, optimizer in stage.optimizers.items():
+                        board.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
                 if (step + 1) % recipe.save_every == 0 or step + 1 == stop:  # a collective when sharded
                     _save_state(out / STATE, step + 1, stage, ema, ctx)
+                    if board is not None:
+                        board.flush()
                 advance(logs)
+        if board is not None:
+            board.close()
         if rank == 0 and stop == optim.max_steps:
             export(out, out / GENERATOR, parents=ctx.parents, overwrite=True)
         if world_size > 1:
@@ -218,6 +228,14 @@ def _resume(path: Path, stage: Stage, ema: EMA | None, ctx: Context) -> int:
     if hasattr(stage, "load_extra_state"):
         stage.load_extra_state(extras[ctx.rank])
     return int(state["step"])
+
+
+def _board(out: Path, start: int) -> Any:
+    """A TensorBoard writer into `out/tensorboard`. Resumed at `start`, it purges the events of later
+    steps that the killed run logged after its last save: those steps run again, and each shows once."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / BOARD), purge_step=start or None)
 
 
 @contextmanager

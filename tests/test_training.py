@@ -207,3 +207,23 @@ def test_causal_ode_is_teacher_forced_on_the_clean_clip(
     x0 = FlowMatchSchedule(spec.sampler.timestep_shift).flow_to_x0(flow, noisy, timestep)
     logged = json.loads((tmp_path / "built" / "log.jsonl").read_text().splitlines()[0])
     assert logged["loss"] == pytest.approx(float(((x0 - len(steps)) ** 2).mean()), rel=1e-5)
+
+
+def test_tensorboard_holds_every_logged_scalar_and_learning_rate(chain: Path) -> None:
+    """`RUN/tensorboard` has each log.jsonl value at its step, and every optimiser's learning rate."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = chain / "dmd_mirai"
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged and "predictor_grad_norm" in {key for line in logged for key in line}
+    for line in logged:
+        for key, value in line.items():
+            if key != "step":
+                (scalar,) = [e for e in events.Scalars(f"train/{key}") if e.step == line["step"]]
+                assert scalar.value == pytest.approx(value, rel=1e-6), key
+    optimizers = torch.load(run / STATE, weights_only=False)["optimizers"]
+    assert set(optimizers) == {"generator", "critic", "predictor"}
+    for name in optimizers:
+        assert [e.value for e in events.Scalars(f"lr/{name}")] == pytest.approx([1e-3] * len(logged))

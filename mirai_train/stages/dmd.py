@@ -162,7 +162,9 @@ class DMDStage:
             self.generator, self.optimizers["generator"], optim.grad_clip
         )
         if foresight is not None:
-            optimizer_step(self.predictor, self.optimizers["predictor"], optim.grad_clip)
+            logs["predictor_grad_norm"] = optimizer_step(
+                self.predictor, self.optimizers["predictor"], optim.grad_clip
+            )
         return logs
 
     def _critic_step(self, step: int) -> dict[str, float]:
