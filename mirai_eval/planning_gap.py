@@ -47,7 +47,6 @@ from mirai_train.world.truth import PER_FRAME, SHAPE_IOU, fit_radii, min_area, s
 from mirai_train.world.vocabulary import COLOURS, SHAPES, named_objects
 
 REENTRY_GAP = 0.5  # seconds a colour must be gone for its return to count as a re-entry
-MEASURES = ("persistence", "swaps", "duplicates", "vanished", "reentry", "hallucinated")
 
 
 @dataclass(frozen=True)
