@@ -107,8 +107,9 @@ def train_missing(plan: Plan, device: str, console: Console) -> None:
 
     scoring = plan.manifest.scoring
     dims = {d for h in plan.manifest.horizons.values() for d in h.dimensions}
+    toy_models = scoring.profile == "toy" and bool(dims & set(TOY_TRAINED))
     scorers = None
-    if scoring.profile == "toy" and dims & set(TOY_TRAINED) and toy_weights.KEY not in scoring.weights:
+    if toy_models and toy_weights.KEY not in scoring.weights:
         scorers = ToyScorers.start(plan.manifest.store)
     for label, source in plan.models.items():
         train = source.entry.train
@@ -121,7 +122,7 @@ def train_missing(plan: Plan, device: str, console: Console) -> None:
         )
     if scorers is not None:
         scorers.wait(console)
-    if scoring.profile == "toy" and dims & set(TOY_TRAINED):
+    if toy_models:
         toy_weights.resolve(scoring.weights, plan.manifest.store)
 
 
