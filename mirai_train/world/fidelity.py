@@ -28,9 +28,15 @@ OFF = len(PALETTE_RGB)  # the label of an off-palette pixel
 def palette_labels(video: np.ndarray) -> np.ndarray:
     """uint8 [T, H, W, 3] -> int [T, H, W]: the nearest palette colour's index, or `OFF` (12) when
     none is within `OFF_PALETTE`."""
-    pixels = video.astype(np.float32)
-    distance = np.linalg.norm(pixels[..., None, :] - PALETTE_RGB.astype(np.float32), axis=-1)  # [T,H,W,12]
-    return np.where(distance.min(axis=-1) > OFF_PALETTE, OFF, distance.argmin(axis=-1))
+    # Squared distances as |p|^2 - 2 p.c + |c|^2, one matrix product: every term is an integer below
+    # 2^24, so float32 holds them exactly and the labels are those of the exact distances.
+    pixels = video.reshape(-1, 3).astype(np.float32)
+    palette = PALETTE_RGB.astype(np.float32)
+    squared = (
+        (pixels * pixels).sum(axis=-1)[:, None] - 2 * (pixels @ palette.T) + (palette * palette).sum(axis=-1)
+    )
+    labels = np.where(squared.min(axis=-1) > OFF_PALETTE**2, OFF, squared.argmin(axis=-1))
+    return labels.reshape(video.shape[:-1])
 
 
 def video_features(video: np.ndarray) -> np.ndarray:

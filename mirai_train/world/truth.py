@@ -19,6 +19,7 @@ The measures (all shares in [0, 1]), per video:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -94,43 +95,52 @@ def min_area(config: SpritesConfig) -> float:
     return 0.5 * (config.min_radius * min(config.height, config.width)) ** 2
 
 
+def colour_blobs(
+    labels: np.ndarray, colour: int, smallest: float
+) -> Iterator[tuple[int, np.ndarray, float, tuple[slice, slice]]]:
+    """Each blob of palette colour `colour` in palette labels [T, H, W] with at least `smallest`
+    pixels, in label order: (frame, its mask [H, W], its area, its bounding box in the frame)."""
+    components, count = ndimage.label(labels == colour, structure=PER_FRAME)
+    if count == 0:
+        return
+    areas = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    for index, (where, area) in enumerate(zip(ndimage.find_objects(components), areas, strict=True), start=1):
+        if where is not None and area >= smallest:
+            t = int(where[0].start)
+            yield t, components[t] == index, float(area), (where[1], where[2])
+
+
 def measure(video: np.ndarray, scene: Scene, config: SpritesConfig) -> Fidelity:
     """The measures of the module docstring for uint8 [T, H, W, 3] `video` against `scene`."""
     labels = palette_labels(video)
     frames = labels.shape[0]
     smallest, radii = min_area(config), fit_radii(config)
 
-    def blobs(colour: int) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
-        """Component ids [T, H, W] and (frame, id, area) of each frame's largest blob of `colour`."""
-        components, count = ndimage.label(labels == colour, structure=PER_FRAME)
-        if count == 0:
-            return components, []
-        areas = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        slices = ndimage.find_objects(components)
-        largest: dict[int, tuple[int, float]] = {}
-        for index, (where, area) in enumerate(zip(slices, areas, strict=True), start=1):
-            frame = int(where[0].start) if where is not None else -1
-            if area >= smallest and area > largest.get(frame, (0, 0.0))[1]:
-                largest[frame] = (index, float(area))
-        return components, [(t, i, a) for t, (i, a) in largest.items()]
+    def largest(colour: int) -> dict[int, np.ndarray]:
+        """frame -> the mask of that frame's largest blob of `colour` (the first of equal ones)."""
+        found: dict[int, tuple[np.ndarray, float]] = {}
+        for t, mask, area, _ in colour_blobs(labels, colour, smallest):
+            if area > found.get(t, (mask, 0.0))[1]:
+                found[t] = (mask, area)
+        return {t: mask for t, (mask, _) in found.items()}
 
     visible, colour_visible = [], []
     for sprite in scene.objects:
-        components, largest = blobs(COLOURS.index(sprite.colour))
+        masks = largest(COLOURS.index(sprite.colour))
         shape = SHAPES.index(sprite.shape)
         hits = 0
-        for t, index, _ in largest:
-            fit = shape_fit(components[t] == index, radii)
+        for mask in masks.values():
+            fit = shape_fit(mask, radii)
             hits += int(fit.argmax() == shape and fit[shape] >= SHAPE_IOU)
         visible.append(hits / frames)
-        colour_visible.append(len(largest) / frames)
+        colour_visible.append(len(masks) / frames)
 
     used = {sprite.colour for sprite in scene.objects} | set(scene.background.colours)
     if scene.pillar is not None:
         used.add(scene.pillar.colour)
     unnamed = np.zeros(frames, dtype=bool)
     for colour in sorted(set(COLOURS) - used):
-        for t, _, _ in blobs(COLOURS.index(colour))[1]:
+        for t, _, _, _ in colour_blobs(labels, COLOURS.index(colour), smallest):
             unnamed[t] = True
 
     counts = np.stack([(labels == k).sum(axis=0) for k in range(OFF + 1)])  # [13, H, W]
