@@ -27,6 +27,7 @@ from mirai_eval.cli_options import (
     VbenchFormat,
     VbenchPython,
     Weights,
+    WindowSeconds,
 )
 from mirai_train.cli_options import CheckpointDir, Device, Seed, UseEma
 
@@ -166,6 +167,7 @@ def score(
     static_filter: StaticFilter = False,
     protocol: ProtocolChoice = "whole",
     clip_seconds: ClipSeconds = 2.0,
+    window_seconds: WindowSeconds = 5.0,
     size: Size = None,
     missing: Missing = "refuse",
     vbench_python: VbenchPython = None,
@@ -173,11 +175,13 @@ def score(
     vbench_format: VbenchFormat = False,
 ) -> None:
     """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
+    from mirai_eval.manifest import piece_seconds
+    from mirai_eval.pipeline.score import protocol_of
     from mirai_eval.scoring.dimensions import DIMENSIONS
-    from mirai_eval.scoring.longvideo import Protocol
     from mirai_eval.scoring.profiles import ScoringOptions
     from mirai_eval.scoring.results import print_summary, write_results
     from mirai_eval.scoring.runner import ScoreRequest, score_folder
+    from mirai_eval.tables.windows import folder_summaries, print_windows
 
     options = ScoringOptions.for_device(
         device, batch_size, flow_batch_size, weights=_weights(weight), full_info=full_info,
@@ -185,15 +189,21 @@ def score(
     )  # fmt: skip
     request = ScoreRequest(
         videos, profile, [d.strip() for d in dims.split(",") if d.strip()] or list(DIMENSIONS), options,
-        Protocol(protocol, clip_seconds), _size(size), missing, vbench_python,
+        protocol_of(piece_seconds(protocol, clip_seconds, window_seconds)), _size(size), missing,
+        vbench_python,
     )  # fmt: skip
     try:
         results = score_folder(request)
     except (FileNotFoundError, NotADirectoryError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    if protocol == "windows":
+        results["protocol"] = {"mode": "windows", "window_seconds": window_seconds}
+        results["windows"] = folder_summaries(results["videos"], window_seconds)
     write_results(out, results)
     print_summary(results)
+    if protocol == "windows":
+        print_windows(results["windows"])
     typer.echo(f"results written to {out}")
     if vbench_format:
         typer.echo(f"vbench's layout: {_write_vbench_format(results, out)}")
@@ -420,7 +430,6 @@ def render_command(
 ) -> None:
     """Render a manifest's tables (LaTeX and Markdown) from existing score rows, without generating or scoring."""
     from mirai_eval.manifest import load_manifest
-    from mirai_eval.pipeline.run import drift_from_store
     from mirai_eval.pipeline.store import Store
     from mirai_eval.tables.build import read_rows
     from mirai_eval.tables.render import write_tables
@@ -444,11 +453,6 @@ def render_command(
     if report:
         store = Store(spec.store)
         videos = {key: store.video_path(key) for key in frame["video"].unique()}
-        # Drift curves come from the longest horizon scored per clip (the clips protocol), if any.
-        clipped = sorted(
-            (h for h in spec.horizons.items() if h[1].protocol == "clips"), key=lambda h: -h[1].seconds
-        )
-        drift_horizon, clip_seconds = (clipped[0][0], clipped[0][1].clip_seconds) if clipped else (None, 2.0)
         images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
         index = write_report(
             folder / "report",
@@ -456,7 +460,6 @@ def render_command(
             frame,
             videos,
             images,
-            drift_from_store(frame, spec.store, drift_horizon, clip_seconds),
             fidelity,
         )
         typer.echo(f"wrote {index}")

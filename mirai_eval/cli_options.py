@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from mirai_eval.scoring.dimensions import Profile, ProtocolMode
+from mirai_eval import HorizonProtocol
+from mirai_eval.scoring.dimensions import Profile
 from mirai_eval.scoring.final import MissingPolicy
 
 ManifestPath = Annotated[Path, typer.Option("--manifest", help="A manifest YAML file (see manifests/).")]
@@ -46,9 +47,15 @@ StaticFilter = Annotated[
     bool, typer.Option("--static-filter", help="Temporal flickering on static videos only (VBench's filter).")
 ]
 ProtocolChoice = Annotated[
-    ProtocolMode, typer.Option("--protocol", help="whole videos or VBench-Long clips.")
+    HorizonProtocol,
+    typer.Option(
+        "--protocol", help="whole videos, VBench-Long clips, or windows (with per-window summaries)."
+    ),
 ]
 ClipSeconds = Annotated[float, typer.Option("--clip-seconds", help="Clip length of the clips protocol.")]
+WindowSeconds = Annotated[
+    float, typer.Option("--window-seconds", help="Window length of the windows protocol.")
+]
 Size = Annotated[
     str | None, typer.Option("--size", help="Expected HxW, e.g. 480x832; other sizes are per-video errors.")
 ]

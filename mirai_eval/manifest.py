@@ -19,15 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from mirai_eval import DEFAULT_STORE
+from mirai_eval import DEFAULT_STORE, HorizonProtocol
 from mirai_eval.probe.spec import ProbeSpec
 from mirai_eval.scoring.dimensions import (
-    CLIPS_NATIVE_ONLY,
     DELEGATED,
-    DIMENSIONS,
+    METRICS,
     STATIC_FILTER_VBENCH_ONLY,
     Profile,
-    ProtocolMode,
 )
 from mirai_eval.tables.spec import TableSpec
 from mirai_train.config_files import ConfigError, Strict, describe, read_yaml
@@ -113,11 +111,22 @@ class Horizon(Strict):
     seed_base: int = 0
     rolling_sink: RollingSinkOverrides = RollingSinkOverrides()
     dimensions: list[str] = Field(min_length=1)
-    protocol: ProtocolMode = "whole"  # `clips`: VBench-Long's per-clip average (native only)
-    clip_seconds: float = Field(default=2.0, gt=0)
+    protocol: HorizonProtocol = "whole"  # `clips` and `windows` are native only
+    clip_seconds: float = Field(default=2.0, gt=0)  # the clips protocol's piece
+    window_seconds: float = Field(default=5.0, gt=0)  # the windows protocol's piece
+
+    @property
+    def piece_seconds(self) -> float | None:
+        """The length of the pieces each video is scored on; None for whole videos."""
+        return piece_seconds(self.protocol, self.clip_seconds, self.window_seconds)
 
     def seed(self, prompt_index: int, sample: int) -> int:
         return self.seed_base + prompt_index * self.samples_per_prompt + sample
+
+
+def piece_seconds(protocol: HorizonProtocol, clip_seconds: float, window_seconds: float) -> float | None:
+    """A protocol's piece length (the manifest's horizons and `mirai-eval score` share it)."""
+    return {"whole": None, "clips": clip_seconds, "windows": window_seconds}[protocol]
 
 
 class Scoring(Strict):
@@ -204,16 +213,20 @@ def _references(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
                 (("horizons", name, "prompts"), f"no prompt set {horizon.prompts!r}; sets: {sets}")
             )
         delegated = manifest.scoring.profile == "vbench" and set(horizon.dimensions) & set(DELEGATED)
-        if horizon.protocol == "clips" and delegated:
+        if horizon.protocol != "whole" and delegated:
             problems.append(
-                (("horizons", name, "protocol"), f"{CLIPS_NATIVE_ONLY} ({', '.join(sorted(delegated))})")
+                (
+                    ("horizons", name, "protocol"),
+                    f"the {horizon.protocol} protocol scores pieces natively; the delegated dimensions "
+                    f"({', '.join(sorted(delegated))}) need 'whole': put them in another horizon",
+                )
             )
         for j, dimension in enumerate(horizon.dimensions):
-            if dimension not in DIMENSIONS:
+            if dimension not in METRICS:
                 problems.append(
                     (
                         ("horizons", name, "dimensions", j),
-                        f"unknown VBench dimension {dimension!r}; valid: " + ", ".join(DIMENSIONS),
+                        f"unknown dimension {dimension!r}; valid: " + ", ".join(METRICS),
                     )
                 )
         if not math.isfinite(horizon.seconds):
@@ -238,6 +251,15 @@ def _references(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
                 loc = ("tables", t, "columns", c, "horizon")
                 problems.append(
                     (loc, f"no horizon {column.horizon!r}; horizons: {', '.join(manifest.horizons)}")
+                )
+            elif column.summary is not None and manifest.horizons[column.horizon].protocol == "whole":
+                loc = ("tables", t, "columns", c, "summary")
+                problems.append(
+                    (
+                        loc,
+                        f"horizon {column.horizon!r} scores whole videos, which have no windows; "
+                        "give it `protocol: windows` or drop the summary",
+                    )
                 )
     return problems
 

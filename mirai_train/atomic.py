@@ -3,15 +3,18 @@ disk, then renamed into place, so a reader never sees half a file.
 
 A writer killed mid-write leaves the old file (or none) and a stray temporary dot-file named by its
 host and pid, `.<name>.<host>.<pid>.tmp`; `left_by_dead_writer` recognises such a file once its
-writer is gone, so a later run can remove it.
+writer is gone, so a later run can remove it. `exclusive` is the lock that makes processes sharing a
+store build a file once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STRAY = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
@@ -57,3 +60,16 @@ def left_by_dead_writer(path: Path) -> bool:
     except PermissionError:  # another user's live process
         return False
     return False
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing): runs sharing a store train a model once.
+    The kernel drops it when its process dies, so a killed run never leaves it held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,7 +11,7 @@ from mirai_eval.cli import app
 from mirai_eval.manifest import RollingSinkOverrides, SamplerOverrides, load_manifest
 from mirai_eval.pipeline.plan import build_plan
 from mirai_eval.pipeline.score import scoring_blockers
-from mirai_eval.scoring.dimensions import CLIPS_NATIVE_ONLY, STATIC_FILTER_VBENCH_ONLY
+from mirai_eval.scoring.dimensions import STATIC_FILTER_VBENCH_ONLY
 from mirai_train.config_files import ConfigError
 from mirai_train.spec import RollingSinkSpec, SamplerSpec
 
@@ -81,9 +81,7 @@ def test_references_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_manifest(path)
     problems = info.value.problems
     assert any(":9: horizons.5s.prompts: no prompt set 'q'" in p for p in problems)
-    assert any(
-        ":9: horizons.5s.dimensions.0: unknown VBench dimension 'temporal_flicker'" in p for p in problems
-    )
+    assert any(":9: horizons.5s.dimensions.0: unknown dimension 'temporal_flicker'" in p for p in problems)
     assert any(":12: models.1.group: 'h' differs from its baseline's group 'g'" in p for p in problems)
     assert len(problems) == 3
     # A wrong sha256 and a missing file are file problems, one line each, found before any job runs.
@@ -118,7 +116,8 @@ def test_scoring_options_the_loop_cannot_honour_are_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as info:
         load_manifest(write(tmp_path, text))
     assert info.value.problems == [
-        f"{tmp_path / 'm.yaml'}:9: horizons.5s.protocol: {CLIPS_NATIVE_ONLY} (color)"
+        f"{tmp_path / 'm.yaml'}:9: horizons.5s.protocol: the clips protocol scores pieces natively; the "
+        "delegated dimensions (color) need 'whole': put them in another horizon"
     ]
 
 

@@ -6,8 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from mirai_eval.planning_gap import measure_span, read_blobs, windows
+from mirai_eval.scoring.base import Excluded
+from mirai_eval.scoring.planning_gap import PlanningGap, measure_span, read_blobs
+from mirai_eval.scoring.profiles import ScoringOptions, load_dimensions
+from mirai_train.video import Video
 from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
 from mirai_train.world.render import pixel_centres
 from mirai_train.world.shapes import inside
@@ -39,6 +43,15 @@ def whole(video: np.ndarray) -> dict[str, float]:
     return measure_span(read_blobs(video, CONFIG), PROMPT, 0, len(video), FPS).as_dict()
 
 
+def windows(video: np.ndarray, prompt: str, fps: float, frames: int) -> list[PlanningGap]:
+    """Spans of `frames` frames, each judged with the whole video before it (re-entries across a
+    span's start count in the span)."""
+    blobs = read_blobs(video, CONFIG)
+    return [
+        measure_span(blobs, prompt, a, min(a + frames, len(blobs)), fps) for a in range(0, len(blobs), frames)
+    ]
+
+
 def test_a_faithful_video_keeps_everything() -> None:
     got = whole(draw([scene(t) for t in range(FRAMES)]))
     assert got["persistence"] == 1.0
@@ -66,7 +79,7 @@ def test_a_duplicated_sprite() -> None:
 
 def test_a_vanishing_sprite_per_window() -> None:
     video = draw([scene(t) if t < 40 else scene(t)[:1] for t in range(FRAMES)])
-    first, second = windows(video, PROMPT, FPS, 40 / FPS, CONFIG)
+    first, second = windows(video, PROMPT, FPS, 40)
     assert first.vanished == 0.0 and first.persistence == 1.0
     assert second.vanished == 0.5 and second.persistence == 0.5
     assert whole(video)["vanished"] == 0.0  # over the whole video both were there
@@ -81,7 +94,7 @@ def test_reentry_keeps_or_loses_the_shape(back_as: str, expected: float) -> None
     got = whole(draw(frames))
     assert got["reentry"] == expected
     # The re-entry belongs to the window it happens in.
-    early, late = windows(draw(frames), PROMPT, FPS, 40 / FPS, CONFIG)
+    early, late = windows(draw(frames), PROMPT, FPS, 40)
     assert math.isnan(early.reentry) and late.reentry == expected
 
 
@@ -104,7 +117,28 @@ def test_the_worlds_own_clips_swap_duplicate_and_hallucinate_nothing() -> None:
     reentries = []
     for prompt in heldout_prompts(6, CONFIG):
         video = render(sample_scene(prompt.seed, CONFIG), CONFIG.long_num_frames)
-        for window in windows(video, prompt.prompt, CONFIG.fps, 5.0, CONFIG):
+        for window in windows(video, prompt.prompt, CONFIG.fps, round(5 * CONFIG.fps)):
             assert window.swaps == window.duplicates == window.hallucinated == 0.0, prompt.prompt
             reentries += [] if math.isnan(window.reentry) else [window.reentry]
     assert reentries and all(r == 1.0 for r in reentries)
+
+
+def test_the_toy_profile_scores_them_as_dimensions_and_the_vbench_one_cannot() -> None:
+    """Through the scoring loop's dimensions: the same values as `measure_span`; a prompt that is not
+    a sprites prompt, or no re-entry, excludes the video; the vbench profile says why it cannot."""
+    frames = [
+        scene(t) if t < 30 else scene(t)[1:] if t < 50 else scene(t, red="triangle") for t in range(FRAMES)
+    ]
+    video = Video("hand-built.mp4", torch.from_numpy(draw(frames)), float(FPS))
+    names = ["persistence", "swaps", "duplicates", "vanished", "reentry", "hallucinated"]
+    loaded = load_dimensions("toy", names, ScoringOptions())
+    expected = whole(draw(frames))
+    assert {n: loaded.native[n].score(video, PROMPT).value for n in names} == expected
+    assert expected["reentry"] == 0.0 and expected["persistence"] < 1.0
+    with pytest.raises(Excluded, match="not a sprites prompt"):
+        loaded.native["persistence"].score(video, "a cat on a sofa")
+    steady = Video("steady.mp4", torch.from_numpy(draw([scene(t) for t in range(FRAMES)])), float(FPS))
+    with pytest.raises(Excluded, match="came back"):
+        loaded.native["reentry"].score(steady, PROMPT)
+    vbench = load_dimensions("vbench", names, ScoringOptions())
+    assert not vbench.native and not vbench.delegated and set(vbench.unavailable) == set(names)

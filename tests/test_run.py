@@ -24,6 +24,7 @@ from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
 from mirai_eval.scoring.toy_weights import stored_weights
 from mirai_eval.tables.rows import slug
+from mirai_eval.tables.windows import summaries
 from mirai_train.cli import app as train_app
 from tests.test_probe import CONFIG as PROBE_CONFIG
 
@@ -424,14 +425,24 @@ def same_vbench_layout(run_file: Path, score_file: Path) -> None:
         assert {v["video_path"]: v["video_results"] for v in ran[dimension][1]} == theirs
 
 
-SAME_LOOP_DIMS = ["temporal_flickering", "subject_consistency", "color", "dynamic_degree", "human_action"]
+SAME_LOOP_DIMS = [
+    "temporal_flickering",
+    "subject_consistency",
+    "color",
+    "dynamic_degree",
+    "human_action",
+    "luminance",
+    "identity_decay",
+]
 
 
-@pytest.mark.parametrize("protocol", ["whole", "clips"])
+@pytest.mark.parametrize("protocol", ["whole", "clips", "windows"])
 def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, protocol: str) -> None:
     """One scoring loop: `mirai-eval score` on a folder of a run's stored videos gives the run's
-    per-video values, exclusions and error texts, dimension by dimension."""
+    per-video values, exclusions and error texts, dimension by dimension, and under the clips and
+    windows protocols the same per-piece values (and, for windows, the same summaries)."""
     name = f"same-{protocol}"
+    piece = f"{'window' if protocol == 'windows' else 'clip'}_seconds"
     path = manifest(project, name)
     dims = ", ".join(SAME_LOOP_DIMS)
     text = path.read_text().replace(
@@ -439,11 +450,11 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
     )
     text = text.replace(
         "dimensions: [temporal_flickering, human_action]}",
-        f"dimensions: [{dims}], protocol: {protocol}, clip_seconds: 0.25}}",
+        f"dimensions: [{dims}], protocol: {protocol}, {piece}: 0.25}}",
     )
     text = text.replace(
         "dimensions: [temporal_flickering]}",
-        f"dimensions: [{dims}], protocol: {protocol}, clip_seconds: 0.25}}",
+        f"dimensions: [{dims}], protocol: {protocol}, {piece}: 0.25}}",
     )
     path.write_text(text)
     os.chdir(project)
@@ -465,10 +476,11 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
             out = folder.with_suffix(".json")
             command = ["score", "--videos", str(folder), "--out", str(out), "--profile", "toy", "--dims"]
             command += [",".join(SAME_LOOP_DIMS), "--weight", f"toy_scorers={toy_scorers}"]
-            command += ["--protocol", protocol, "--clip-seconds", "0.25", "--vbench-format"]
+            command += ["--protocol", protocol, f"--{piece.replace('_', '-')}", "0.25", "--vbench-format"]
             result = runner.invoke(app, command)
             assert result.exit_code == 0, result.output
-            videos = json.loads(out.read_text())["videos"]
+            scored = json.loads(out.read_text())
+            videos = scored["videos"]
             exported = project / f"out-{name}" / "vbench" / f"{slug(model)}-{horizon}_eval_results.json"
             if protocol == "whole":  # the run's VBench-layout file equals the folder's, value for value
                 same_vbench_layout(exported, folder.with_name(f"{folder.name}_eval_results.json"))
@@ -480,6 +492,12 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
                 if error is None:
                     kinds["value"] += 1
                     assert video["scores"][dimension] == row["value"], (row, video)
+                    assert row["windows"] == video["clips"].get(dimension), (row, video)
+                    if protocol == "windows":
+                        kinds["windows"] += 1
+                        name_ = f"{row['prompt']}-{row['sample']}.mp4"
+                        found = scored["windows"]["per_video"][name_][dimension]
+                        assert found == pytest.approx(summaries(row["windows"], 0.25), nan_ok=True)
                 elif error.startswith(EXCLUDED):
                     kinds["excluded"] += 1
                     assert video["excluded"][dimension] == error.removeprefix(EXCLUDED), (row, video)
@@ -490,6 +508,7 @@ def test_run_and_score_give_the_same_values(project: Path, toy_scorers: Path, pr
                     kinds["error"] += 1
                     assert video["errors"][dimension] == error, (row, video)
     assert kinds["value"] > 0 and kinds["unavailable"] > 0, kinds
+    assert (kinds["windows"] > 0) == (protocol == "windows"), kinds
 
 
 def test_a_failed_toy_scorers_process_stops_the_run_with_its_exit(tmp_path: Path) -> None:

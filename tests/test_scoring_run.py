@@ -69,8 +69,10 @@ def test_reweighted_final_states_what_is_missing(folder: Path) -> None:
 
 def test_clips_keep_per_clip_values(folder: Path) -> None:
     video = Video("v", _frames(20), fps=8.0)
-    assert [c.frames.shape[0] for c in split_clips(video, 1.0)] == [8, 8, 4]
-    assert [c.frames.shape[0] for c in split_clips(Video("v", _frames(17), 8.0), 1.0)] == [8, 8]
+    assert [c.frames.shape[0] for c in split_clips(video, 1.0)] == [8, 8, 4]  # half a clip stands alone
+    # Less than half a clip joins the one before: no 1-frame "last window".
+    assert [c.frames.shape[0] for c in split_clips(Video("v", _frames(17), 8.0), 1.0)] == [8, 9]
+    assert [c.frames.shape[0] for c in split_clips(Video("v", _frames(3), 8.0), 1.0)] == [3]
     results = score_folder(
         ScoreRequest(folder, "toy", ["temporal_flickering"], protocol=Protocol("clips", 0.5))
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,9 +38,6 @@ from mirai_eval.scoring.runner import OVER_STATIC_CAP, over_static_cap
 from mirai_eval.tables.rows import ScoreRow, slug, to_frame
 from mirai_train.atomic import atomic_write_text
 from mirai_train.checkpoint import content_sha256, git_revision
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 PACKAGES = (
     "video-mirai-harness", "torch", "torchvision", "diffusers", "transformers", "numpy", "decord", "av",
@@ -126,21 +123,6 @@ def train_missing(plan: Plan, device: str, console: Console) -> None:
         toy_weights.resolve(scoring.weights, plan.manifest.store)
 
 
-@contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing): runs sharing a store train a model once.
-    The kernel drops it when its process dies, so a killed run never leaves it held."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @dataclass
 class ToyScorers:
     """The toy profile's models, trained into the store by a second process (`start`, then `wait`)."""
@@ -187,14 +169,11 @@ def train_toy_scorers(store: Path, log: Path, threads: int) -> None:
     """The second process of `ToyScorers`: train the store's toy models unless another run has."""
     import torch
 
-    from mirai_eval.scoring.toy_training import train_scorers
-    from mirai_eval.scoring.toy_weights import RECIPE, stored_weights
+    from mirai_eval.scoring.toy_weights import train_into_store
 
     torch.set_num_threads(threads)
-    weights = stored_weights(store)
-    with exclusive(weights.parent.with_suffix(".lock")), log.open("a") as out:
-        if not weights.is_file():
-            train_scorers(RECIPE, weights.parent, log=lambda line: print(line, file=out, flush=True))
+    with log.open("a") as out:
+        train_into_store(store, log=lambda line: print(line, file=out, flush=True))
 
 
 def built_checkpoints(sources: dict[str, ModelSource]) -> dict[str, ModelSource]:
@@ -278,10 +257,10 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
         if not store.has_video(job.key):
             missing_videos += 1
             continue
-        source = plan.models[job.model]
-        for dimension in plan.manifest.horizons[job.horizon].dimensions:
-            value, error, signature = scorer.result(store, job, dimension)
-            if signature is None:
+        source, horizon = plan.models[job.model], plan.manifest.horizons[job.horizon]
+        for dimension in horizon.dimensions:
+            record = scorer.result(store, job, dimension)
+            if record is None:
                 missing_scores += 1
                 continue
             rows.append(
@@ -295,11 +274,13 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
                     sample=job.sample,
                     seed=job.seed,
                     dimension=dimension,
-                    value=value,
-                    error=error,
+                    value=record.value,
+                    error=record.error,
                     profile=scorer.profile,
-                    scorer=signature,
+                    scorer=record.signature,
                     video=job.key,
+                    windows=record.clips,
+                    window_seconds=horizon.piece_seconds if record.clips is not None else None,
                 )
             )
     if plan.manifest.scoring.static_filter:
@@ -325,25 +306,6 @@ def cap_static(rows: list[ScoreRow]) -> list[ScoreRow]:
             if over:
                 capped[i] = dataclasses.replace(rows[i], value=math.nan, error=EXCLUDED + OVER_STATIC_CAP)
     return capped
-
-
-def drift_from_store(
-    rows: pd.DataFrame, store_root: Path, horizon: str | None, clip_seconds: float
-) -> pd.DataFrame:
-    """Per-clip values the clips protocol stored for a horizon's consistency scores (DRIFT_COLUMNS);
-    none without such a horizon."""
-    import pandas as pd
-
-    from mirai_eval.tables.report import DRIFT_COLUMNS, DRIFT_DIMENSIONS
-
-    store = Store(store_root)
-    wanted = rows[(rows["horizon"] == horizon) & rows["dimension"].isin(DRIFT_DIMENSIONS)]
-    found = []
-    for row in wanted.itertuples():
-        record = store.get_score(str(row.video), str(row.dimension), str(row.scorer))
-        for i, value in enumerate(record.clips or [] if record else []):
-            found.append((row.model, row.prompt_index, row.seed, row.dimension, i * clip_seconds, value))
-    return pd.DataFrame(found, columns=DRIFT_COLUMNS)
 
 
 def write_rows(out: Path, rows: list[ScoreRow]) -> Path:
@@ -381,7 +343,9 @@ def write_vbench_format(plan: Plan, rows: list[ScoreRow], store: Store, console:
     for (model, horizon), per_video in groups.items():
         name = f"{slug(model)}-{horizon}"
         if plan.manifest.horizons[horizon].protocol != "whole":
-            left_out[name] = f"horizon {horizon} is scored per clip; VBench's layout holds whole-video scores"
+            left_out[name] = (
+                f"horizon {horizon} is scored per piece; VBench's layout holds whole-video scores"
+            )
             continue
         aggregates = {d: a for d, values in per_video.items() if (a := pooled(values)) is not None}
         for dimension in sorted(set(per_video) - set(aggregates)):
@@ -634,7 +598,7 @@ def plan_table(plan: Plan, store: Store, scorer: Scorer | None) -> Table:
             jobs = [j for j in plan.jobs if j.model == label and j.horizon == name]  # none before it is built
             cached = [j for j in jobs if store.has_video(j.key)]
             scored = "?" if scorer is None else str(sum(
-                scorer.result(store, j, d)[2] is not None for j in cached for d in horizon.dimensions
+                scorer.result(store, j, d) is not None for j in cached for d in horizon.dimensions
             ))  # fmt: skip
             note = "" if source.present else " (checkpoint absent)"
             prompts = videos[name] // horizon.samples_per_prompt

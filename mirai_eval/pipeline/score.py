@@ -30,7 +30,7 @@ from mirai_eval.pipeline.plan import Job, Plan, digest
 from mirai_eval.pipeline.store import ScoreRecord, Store
 from mirai_eval.scoring import toy_weights
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
-from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, NATIVE, Profile
+from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, VBENCH_UNAVAILABLE, Profile, is_native
 from mirai_eval.scoring.longvideo import Protocol
 from mirai_eval.scoring.profiles import (
     TOY_TRAINED,
@@ -57,13 +57,15 @@ def kind_of(profile: str, dimension: str) -> str:
     """`native`, `delegated` (the vbench package) or `unavailable` under a profile."""
     if profile == "toy":
         return "unavailable" if dimension in TOY_UNAVAILABLE else "native"
-    return "native" if dimension in NATIVE else "delegated"
+    if dimension in VBENCH_UNAVAILABLE:
+        return "unavailable"
+    return "native" if is_native(dimension) else "delegated"
 
 
 def needed_weights(manifest: Manifest) -> list[str]:
     if manifest.scoring.profile != "vbench":
         return []
-    dims = {d for h in manifest.horizons.values() for d in h.dimensions if d in NATIVE}
+    dims = {d for h in manifest.horizons.values() for d in h.dimensions if is_native(d)}
     if manifest.scoring.static_filter and "temporal_flickering" in dims:
         dims.add("static_filter")
     return sorted({key for d in dims for key in NEEDS.get(d, ())})
@@ -162,19 +164,17 @@ class Scorer:
             self._dimensions = load_dimensions(self.profile, dims, self.options())
         return self._dimensions
 
-    def result(self, store: Store, job: Job, dimension: str) -> tuple[float, str | None, str | None]:
-        """(value, error, signature) of a job's dimension; signature None when it is not scored yet."""
+    def result(self, store: Store, job: Job, dimension: str) -> ScoreRecord | None:
+        """A job's dimension as stored (or as the profile cannot compute it); None when not scored yet."""
         signature = self.signatures[job.horizon][dimension]
         if kind_of(self.profile, dimension) == "unavailable":
-            return (
-                math.nan,
-                f"unavailable in the {self.profile} profile: {TOY_UNAVAILABLE[dimension]}",
-                signature,
-            )
+            why = (TOY_UNAVAILABLE if self.profile == "toy" else VBENCH_UNAVAILABLE)[dimension]
+            reason = f"unavailable in the {self.profile} profile: {why}"
+            return ScoreRecord(job.key, dimension, signature, math.nan, reason)
         record = store.get_score(job.key, dimension, signature)
         if record is None or self.stale_failure(store, record):
-            return math.nan, None, None
-        return record.value, record.error, signature
+            return None
+        return record
 
     @staticmethod
     def stale_failure(store: Store, record: ScoreRecord) -> bool:
@@ -200,8 +200,8 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 "profile": manifest.scoring.profile,
                 "kind": kind,
                 "weights": _weights_of(dimension, kind, hashes, toy),
-                "protocol": horizon.protocol,
-                "clip_seconds": horizon.clip_seconds if horizon.protocol == "clips" else None,
+                "protocol": protocol_of(horizon.piece_seconds).mode,
+                "clip_seconds": horizon.piece_seconds,
                 "code": SCORING_CODE,
             }
             if kind == "delegated":
@@ -210,6 +210,13 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 payload["static_filter"] = True
             signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
     return Scorer(manifest, device, signatures, prompt_suites(manifest))
+
+
+def protocol_of(piece_seconds: float | None) -> Protocol:
+    """The scoring protocol for pieces of this length (None: whole videos). Windows are scored as clips
+    of W seconds: one computation, so one signature and one stored score; the two protocols differ
+    only in what the tables show of the pieces."""
+    return Protocol() if piece_seconds is None else Protocol("clips", piece_seconds)
 
 
 def _weights_of(dimension: str, kind: str, hashes: dict[str, str], toy: str | None) -> dict[str, str]:
@@ -233,7 +240,7 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
         store.quarantine_video(job.key, f"does not decode ({error})")
         return
     decoded = time.perf_counter() - started
-    protocol = Protocol(horizon.protocol, horizon.clip_seconds)
+    protocol = protocol_of(horizon.piece_seconds)
     for dimension, outcome in score_video(video, job.prompt.text, scorer.native(), dims, protocol).items():
         signature = scorer.signatures[job.horizon][dimension]
         if outcome.score is not None:
@@ -284,7 +291,7 @@ def score_jobs(plan: Plan, jobs: list[Job], store: Store, scorer: Scorer, progre
     computed = 0
     for job in jobs:
         dims = plan.manifest.horizons[job.horizon].dimensions
-        missing = [d for d in dims if scorer.result(store, job, d)[2] is None]
+        missing = [d for d in dims if scorer.result(store, job, d) is None]
         outside = {d for d in missing if scorer.outside_suite(job, d)}
         for dimension in outside:
             signature = scorer.signatures[job.horizon][dimension]

@@ -1,4 +1,5 @@
-"""The 16 VBench dimensions: group, normalisation range and weight of each (VBench's scripts/constant.py).
+"""The 16 VBench dimensions: group, normalisation range and weight of each (VBench's scripts/constant.py);
+and the long-video measures scored beside them.
 
 These constants are what turn raw per-dimension scores into VBench's Quality, Semantic and
 Total; they are kept in one table so the final score and the registry cannot disagree. Beside them,
@@ -56,6 +57,29 @@ QUALITY = tuple(s.name for s in _SPECS if s.group == "quality")
 SEMANTIC = tuple(s.name for s in _SPECS if s.group == "semantic")
 
 
+# Long-video measures beyond VBench (scoring/drift.py): scored, stored and tabled like dimensions,
+# in both profiles, and never part of the final score.
+MEASURES = {
+    "luminance": "mean luma",
+    "clipped": "share of clipped pixels",
+    "saturation": "mean saturation",
+    "identity_decay": "similarity to the first second at growing offsets",
+    "repetition": "largest similarity of two non-neighbouring windows",
+    # The planning gap, from the sprites world's truth (scoring/planning_gap.py; toy profile only).
+    "persistence": "share of frames showing each named sprite with its colour and shape",
+    "swaps": "share of frames where a named colour shows another shape",
+    "duplicates": "share of frames with two whole blobs of one named colour",
+    "vanished": "share of named sprites absent from the whole span",
+    "reentry": "share of re-entries that come back with their own shape",
+    "hallucinated": "share of frames with an unnamed colour or shape",
+}
+VBENCH_UNAVAILABLE = {
+    name: "the planning-gap measures read the sprites world's truth: toy profile only"
+    for name in ("persistence", "swaps", "duplicates", "vanished", "reentry", "hallucinated")
+}
+METRICS = (*DIMENSIONS, *MEASURES)  # what a horizon can score and a table column can show
+
+
 def spec(name: str) -> DimensionSpec:
     """Look a dimension up, with an error that lists the valid names."""
     try:
@@ -79,6 +103,13 @@ NATIVE = (
     "overall_consistency",
 )
 DELEGATED = tuple(name for name in DIMENSIONS if name not in NATIVE)
+
+
+def is_native(name: str) -> bool:
+    """Computed by this harness under the vbench profile (the measures are ours)."""
+    return name in NATIVE or name in MEASURES
+
+
 CLIPS_NATIVE_ONLY = "the clips protocol is native-only; delegated dimensions need 'whole'"
 STATIC_FILTER_VBENCH_ONLY = (
     "the static filter is VBench's RAFT test (vbench profile); the toy profile has no static filter"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY, SEMANTIC, spec
+from mirai_eval.scoring.dimensions import DIMENSIONS, MEASURES, QUALITY, SEMANTIC, spec
 
 MissingPolicy = Literal["refuse", "reweight"]
 QUALITY_SHARE = 4.0  # Total = (4 * Quality + 1 * Semantic) / 5
@@ -45,6 +45,7 @@ def _group(names: tuple[str, ...], normalised: Mapping[str, float]) -> tuple[flo
 
 def final_score(raw: Mapping[str, float], policy: MissingPolicy = "refuse") -> FinalScore:
     """Combine raw dimension scores (each in VBench's own scale) into Quality, Semantic and Total."""
+    raw = {n: v for n, v in raw.items() if n not in MEASURES}  # ours, not VBench's: no weight in it
     for name in raw:
         spec(name)
     missing = tuple(n for n in DIMENSIONS if n not in raw)

@@ -29,13 +29,19 @@ class Protocol:
 
 
 def split_clips(video: Video, clip_seconds: float) -> list[Video]:
-    """Consecutive clips of round(clip_seconds * fps) frames; a last piece shorter than 2 frames is dropped."""
+    """Consecutive clips of round(clip_seconds * fps) frames. A last piece shorter than half a clip
+    joins the clip before it: a rollout of 30 s and half a block must not end on a 0.5 s "last
+    window" that the drift summaries would read as its last 5 s."""
     length = max(MIN_FRAMES, round(clip_seconds * video.fps))
     total = video.frames.shape[0]
+    starts = list(range(0, total, length))
+    if len(starts) > 1 and total - starts[-1] < length / 2:
+        starts.pop()
+    stops = [*starts[1:], total]
     return [
-        replace(video, frames=video.frames[start : start + length])
-        for start in range(0, total, length)
-        if min(length, total - start) >= MIN_FRAMES
+        replace(video, frames=video.frames[start:stop])
+        for start, stop in zip(starts, stops, strict=True)
+        if stop - start >= MIN_FRAMES
     ]
 
 

@@ -6,12 +6,14 @@ sprites world supports: small models trained on sprites (the `toy_scorers` recip
 toy_weights.py) for subject and background consistency, imaging quality, object class, multiple
 objects, colour and overall consistency, weightless block matching for dynamic degree and motion
 smoothness. The dimensions it cannot compute are in TOY_UNAVAILABLE with the reason. Toy values
-are never comparable with VBench's.
+are never comparable with VBench's. Both profiles compute the long-video measures (drift.py):
+identity decay and repetition on the subject-consistency backbone, exposure from the pixels.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ from mirai_eval.scoring.backbones.raft import RaftFlow, load_raft
 from mirai_eval.scoring.backbones.viclip import load_viclip
 from mirai_eval.scoring.base import Dimension
 from mirai_eval.scoring.consistency import FeatureConsistency, background_consistency, subject_consistency
-from mirai_eval.scoring.dimensions import DIMENSIONS, STATIC_FILTER_VBENCH_ONLY, Profile
+from mirai_eval.scoring.dimensions import METRICS, STATIC_FILTER_VBENCH_ONLY, VBENCH_UNAVAILABLE, Profile
+from mirai_eval.scoring.drift import Exposure, IdentityDecay, Repetition
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
 from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
@@ -47,6 +50,8 @@ TOY_UNAVAILABLE = {
 # Toy dimensions computed with the trained models (their scores depend on the weight file).
 TOY_TRAINED = (
     "subject_consistency",
+    "identity_decay",
+    "repetition",
     "background_consistency",
     "imaging_quality",
     "object_class",
@@ -54,6 +59,15 @@ TOY_TRAINED = (
     "color",
     "overall_consistency",
 )
+
+
+EXPOSURE = ("luminance", "clipped", "saturation")
+# Measures on the subject-consistency backbone's features (scoring/drift.py), by name.
+SUBJECT_FEATURES: dict[str, Callable[[FeatureConsistency], Dimension]] = {
+    "subject_consistency": lambda backbone: backbone,
+    "identity_decay": lambda backbone: IdentityDecay(backbone.features),
+    "repetition": lambda backbone: Repetition(backbone.features),
+}
 
 
 def batch_defaults(device: str) -> tuple[int, int]:
@@ -124,8 +138,8 @@ def load_styles(full_info: Path | None) -> dict[str, str]:
 def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) -> LoadedDimensions:
     """Load what the requested dimensions need; a missing weight file fails before any video is read."""
     for name in dims:
-        if name not in DIMENSIONS:
-            raise ValueError(f"unknown dimension {name!r}; valid: {', '.join(DIMENSIONS)}")
+        if name not in METRICS:
+            raise ValueError(f"unknown dimension {name!r}; valid: {', '.join(METRICS)}")
     if profile == "toy":
         return toy_dimensions(dims, options)
     if profile != "vbench":
@@ -140,10 +154,13 @@ def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) 
     embedder = (
         VideoTextEmbedder(load_viclip(str(paths["viclip"])).to(device), device) if "viclip" in paths else None
     )
+    dino = load_dino(paths["dino_vitb16"], device) if "dino_vitb16" in paths else None
     native: dict[str, Dimension] = {}
     for name in dims:
-        if name == "subject_consistency":
-            native[name] = subject_consistency(load_dino(paths["dino_vitb16"], device), batch, device)
+        if name in EXPOSURE:
+            native[name] = Exposure(name)
+        elif dino is not None and name in SUBJECT_FEATURES:
+            native[name] = SUBJECT_FEATURES[name](subject_consistency(dino, batch, device))
         elif name == "background_consistency" and clip_b is not None:
             native[name] = background_consistency(clip_b, batch, device)
         elif name == "temporal_flickering":
@@ -166,8 +183,9 @@ def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) 
         elif name == "appearance_style" and clip_b is not None:
             native[name] = AppearanceStyle(clip_b, load_styles(options.full_info), 32, device)
     static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None
-    delegated = tuple(n for n in dims if n not in native)
-    return LoadedDimensions(native=native, delegated=delegated, unavailable={}, static_filter=static)
+    unavailable = {n: VBENCH_UNAVAILABLE[n] for n in dims if n in VBENCH_UNAVAILABLE}
+    delegated = tuple(n for n in dims if n not in native and n not in unavailable)
+    return LoadedDimensions(native=native, delegated=delegated, unavailable=unavailable, static_filter=static)
 
 
 def toy_dimensions(dims: list[str], options: ScoringOptions) -> LoadedDimensions:
@@ -178,6 +196,7 @@ def toy_dimensions(dims: list[str], options: ScoringOptions) -> LoadedDimensions
     from mirai_eval.scoring.backbones.sprites_encoder import SpritesQuality
     from mirai_eval.scoring.backbones.sprites_scorers import load_scorers
     from mirai_eval.scoring.objects import OBJECT_DIMENSIONS, SpriteDetections
+    from mirai_eval.scoring.planning_gap import PLANNING_GAP, PlanningGapMeasure, SpriteBlobs
     from mirai_eval.scoring.toy_motion import InterpolatorSmoothness
     from mirai_eval.scoring.toy_weights import resolve as resolve_toy_weights
     from mirai_eval.scoring.videotext import SpritesVideoTextEmbedder
@@ -189,15 +208,21 @@ def toy_dimensions(dims: list[str], options: ScoringOptions) -> LoadedDimensions
     scorers = load_scorers(resolve_toy_weights(options.weights, options.store), device) if trained else None
     native: dict[str, Dimension] = {}
     detections: SpriteDetections | None = None  # shared by the three detection dimensions
+    blobs = SpriteBlobs()  # shared by the planning-gap measures
     for name in dims:
-        if name == "temporal_flickering":
+        if name in EXPOSURE:
+            native[name] = Exposure(name)
+        elif name in PLANNING_GAP:
+            native[name] = PlanningGapMeasure(blobs, name)
+        elif scorers is not None and name in SUBJECT_FEATURES:
+            subject = FeatureConsistency(name, scorers.encoder.subject, _pixels, batch, device)
+            native[name] = SUBJECT_FEATURES[name](subject)
+        elif name == "temporal_flickering":
             native[name] = TemporalFlickering()
         elif name == "dynamic_degree":
             native[name] = DynamicDegree(BlockMatchingFlow(), batch, device, min_side=MIN_SIDE)
         elif name == "motion_smoothness":
             native[name] = InterpolatorSmoothness(BilateralInterpolator(), batch)
-        elif scorers is not None and name == "subject_consistency":
-            native[name] = FeatureConsistency(name, scorers.encoder.subject, _pixels, batch, device)
         elif scorers is not None and name == "background_consistency":
             native[name] = FeatureConsistency(name, scorers.encoder.background, _pixels, batch, device)
         elif scorers is not None and name == "imaging_quality":

@@ -4,13 +4,14 @@ The file is what the `toy_scorers` recipe (mirai_eval/scoring/toy_scorers.yaml) 
 path is given (`--weight toy_scorers=PATH`, or `scoring.weights` in a manifest) it lives in the
 store under the recipe's content digest (the recipe and the code that trains and defines the
 models), `<store>/training/toy_scorers-<digest[:16]>/toy_scorers.safetensors`, as chain-built
-generators do; a missing file is trained there first (under a minute on one CPU thread).
+generators do; a missing file is trained there first (about 6 minutes on one CPU thread), under a
+lock, so runs and `mirai-eval score` commands sharing a store train it once.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mirai_eval.scoring.weights import MissingWeightsError
@@ -49,8 +50,18 @@ def resolve(given: Mapping[str, str], store: Path) -> Path:
         return _given(given)
     path = stored_weights(store)
     if not path.is_file():
-        from mirai_eval.scoring.toy_training import train_scorers
-
         print(f"training the toy profile's models ({RECIPE}) into {path.parent}", file=sys.stderr)
-        train_scorers(RECIPE, path.parent)
+    return train_into_store(store, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def train_into_store(store: Path, log: Callable[[str], None]) -> Path:
+    """The store's weight file, trained first unless it is there once the lock beside it is held
+    (another process may have trained it meanwhile); `log` gets the training's progress lines."""
+    from mirai_eval.scoring.toy_training import train_scorers
+    from mirai_train.atomic import exclusive
+
+    path = stored_weights(store)
+    with exclusive(path.parent.with_suffix(".lock")):
+        if not path.is_file():
+            train_scorers(RECIPE, path.parent, log=log)
     return path

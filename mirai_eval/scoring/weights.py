@@ -71,6 +71,8 @@ WEIGHT_FILES = {
 
 NEEDS = {
     "subject_consistency": ("dino_vitb16",),
+    "identity_decay": ("dino_vitb16",),
+    "repetition": ("dino_vitb16",),
     "background_consistency": ("clip_vitb32",),
     "appearance_style": ("clip_vitb32",),
     "aesthetic_quality": ("clip_vitl14", "aesthetic_head"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mirai_eval.scoring.dimensions import DIMENSIONS, EXCLUDED
+from mirai_eval.scoring.dimensions import EXCLUDED, METRICS
 from mirai_eval.scoring.final import final_score
 from mirai_eval.tables.rows import check_frame
 from mirai_eval.tables.spec import (
@@ -34,6 +35,7 @@ from mirai_eval.tables.spec import (
     load_reported,
 )
 from mirai_eval.tables.stats import MAX_EXACT_PROMPTS, bootstrap_interval, holm, paired_permutation_p
+from mirai_eval.tables.windows import SUMMARY_LABELS, summarise
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,16 @@ class _Metric:
     reasons: tuple[str, ...] = ()  # per missing dimension, for the caption
 
 
-def _wide(rows: pd.DataFrame, model: str, horizon: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Values and errors with one row per video and one column per dimension."""
+@dataclass(frozen=True)
+class _Wide:
+    """One model at one horizon, one row per video and one column per dimension."""
+
+    values: pd.DataFrame
+    errors: pd.DataFrame
+    windows: pd.DataFrame  # (per-window values, window seconds), or None for a whole-video score
+
+
+def _wide(rows: pd.DataFrame, model: str, horizon: str) -> _Wide:
     sub = rows[(rows["model"] == model) & (rows["horizon"] == horizon)]
     index = ["prompt_index", "seed", "video", "dimension"]
     duplicated = sub.duplicated(index)
@@ -101,9 +111,19 @@ def _wide(rows: pd.DataFrame, model: str, horizon: str) -> tuple[pd.DataFrame, p
             f"{first['video']} dimension {first['dimension']}; write each (video, dimension) once"
         )
     keyed = sub.set_index(index)
-    values = keyed["value"].astype(float).unstack("dimension").droplevel("video")
-    errors = keyed["error"].unstack("dimension").droplevel("video")
-    return values, errors
+    pieces = pd.Series(
+        [
+            None if w is None else (w, s)
+            for w, s in zip(keyed["windows"], keyed["window_seconds"], strict=True)
+        ],
+        index=keyed.index,
+        dtype=object,
+    )
+
+    def wide(column: pd.Series) -> pd.DataFrame:
+        return column.unstack("dimension").droplevel("video")
+
+    return _Wide(wide(keyed["value"].astype(float)), wide(keyed["error"]), wide(pieces))
 
 
 def _why(dimension: str, values: pd.DataFrame, errors: pd.DataFrame) -> str | None:
@@ -122,12 +142,17 @@ def _why(dimension: str, values: pd.DataFrame, errors: pd.DataFrame) -> str | No
     return f"{dimension}: {share}{'; '.join(reasons)}"
 
 
-def _metric(column: Column, values: pd.DataFrame, errors: pd.DataFrame, policy: str) -> _Metric:
+def _metric(column: Column, wide: _Wide, policy: str) -> _Metric:
+    values, errors = wide.values, wide.errors
     if values.empty:
         return _Metric(None, f"not run at {column.horizon}")
-    if column.metric in DIMENSIONS:
+    if column.metric in METRICS:
         why = _why(column.metric, values, errors)
-        return _Metric(None, why, (why,)) if why else _Metric(values[column.metric] * 100.0)
+        if why:
+            return _Metric(None, why, (why,))
+        if column.summary is not None:
+            return _summary(column, values[column.metric], wide.windows[column.metric])
+        return _Metric(values[column.metric] * 100.0)
     name = LABELS[column.metric]
     needed = COMPOSITES[column.metric]
     reasons = tuple(r for r in (_why(d, values, errors) for d in needed) if r)
@@ -145,6 +170,23 @@ def _metric(column: Column, values: pd.DataFrame, errors: pd.DataFrame, policy: 
         return _Metric(None, f"{name}: a group has no dimension with a value", reasons)
     note = f"{name} reweighted over the {len(present)} dimensions present" if reasons else None
     return _Metric(pd.Series(scores, index=values.index, dtype=float) * 100.0, note, reasons)
+
+
+def _summary(column: Column, values: pd.Series, pieces: pd.Series) -> _Metric:
+    """A per-window summary (tables/windows.py) of each video the dimension scored, in percent."""
+    assert column.summary is not None
+    shown = f"{column.metric} {SUMMARY_LABELS[column.summary]} at {column.horizon}"
+    summarised = []
+    for value, piece in zip(values, pieces, strict=True):
+        if math.isnan(value):  # excluded by the dimension's rule
+            summarised.append(math.nan)
+        elif piece is None or (isinstance(piece, float) and math.isnan(piece)):
+            return _Metric(None, f"{shown}: not scored per window (give the horizon `protocol: windows`)")
+        else:
+            summarised.append(summarise(piece[0], piece[1], column.summary) * 100.0)
+    if column.summary == "slope_per_10s" and all(math.isnan(v) for v in summarised):
+        return _Metric(None, f"{shown}: a slope needs two windows or more")
+    return _Metric(pd.Series(summarised, index=values.index, dtype=float))
 
 
 def _cell(metric: _Metric, spec: TableSpec, rng: np.random.Generator) -> Cell:
@@ -168,13 +210,14 @@ def _paired_p(method: _Metric, baseline: _Metric, spec: TableSpec, rng: np.rando
     return paired_permutation_p(differences, spec.bootstrap.permutations, rng)
 
 
-def _bold(values: Sequence[float | None], decimals: int) -> list[bool]:
-    """Best (highest) as displayed; every tie is bold; nothing is bold with fewer than two values."""
+def _bold(values: Sequence[float | None], decimals: int, best_is: str = "higher") -> list[bool]:
+    """Best (highest, or lowest) as displayed; every tie is bold; nothing is bold with fewer than two
+    values, or for a column with no better direction."""
     shown = [None if v is None else float(f"{v:.{decimals}f}") for v in values]
     present = [v for v in shown if v is not None]
-    if len(present) < 2:
+    if len(present) < 2 or best_is == "none":
         return [False] * len(values)
-    best = max(present)
+    best = max(present) if best_is == "higher" else min(present)
     return [v == best for v in shown]
 
 
@@ -200,7 +243,7 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
     reasons: dict[str, None] = {}
     for g, group in enumerate(spec.groups):
         metrics = {
-            row.model: [_metric(c, *wide[row.model, c.horizon], spec.missing) for c in spec.columns]
+            row.model: [_metric(c, wide[row.model, c.horizon], spec.missing) for c in spec.columns]
             for row in group.rows
         }
         cells: dict[str, list[Cell]] = {}
@@ -226,7 +269,8 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
                     for cell, column in zip(cells[row.model], spec.columns, strict=True)
                 ]
         for c in range(len(spec.columns)):
-            flags = _bold([cells[row.model][c].value for row in group.rows], spec.decimals)
+            values = [cells[row.model][c].value for row in group.rows]
+            flags = _bold(values, spec.decimals, spec.columns[c].best)
             for row, flag in zip(group.rows, flags, strict=True):
                 cells[row.model][c] = replace(cells[row.model][c], bold=flag)
         groups.append(
@@ -266,6 +310,13 @@ def _caption(
         f"{SCALE_TEXT[scale]} (scoring profile {', '.join(profiles)}; scorer {signature})",
         f"VBench scores in percent: mean over {counts} prompts of per-prompt means",
     ]
+    windowed = [
+        f"{c.header} = {c.metric}, {SUMMARY_LABELS[c.summary]}, at {c.horizon}"
+        for c in spec.columns
+        if c.summary
+    ]
+    if windowed:
+        parts.append("per-window columns (differences and slopes in points): " + "; ".join(windowed))
     if reported is not None:
         parts.append(f"Reported: {reported.source}; difference = reproduced - reported")
         if scale == "toy":
@@ -285,7 +336,11 @@ def _caption(
             f"({spec.bootstrap.permutations} random sign flips, or all of them for up to "
             f"{min(MAX_EXACT_PROMPTS, int(np.log2(spec.bootstrap.permutations)))} prompts; seed {spec.bootstrap.seed})"
         )
-    parts.append("bold: best within each group")
+    parts.append(
+        "bold: best within each group"
+        + "".join(f"; {c.header}: lower is better" for c in spec.columns if c.best == "lower")
+        + "".join(f"; {c.header}: not marked (no better direction)" for c in spec.columns if c.best == "none")
+    )
     notes = sorted({c.note for g in groups for line in g for c in line.cells if c.note})
     if notes:
         parts.append("n/a or reweighted: " + "; ".join(notes))
@@ -306,15 +361,16 @@ def read_rows(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif path.suffix == ".jsonl":
-        # No type guessing: a hex video key such as "12e4" or a prompt "1" must stay a string.
-        frame = pd.read_json(path, lines=True, dtype=False)
+        # No type guessing: a hex video key such as "12e4" or a prompt "1" must stay a string; floats
+        # parsed exactly, as written (pandas rounds the last digit otherwise).
+        frame = pd.read_json(path, lines=True, dtype=False, precise_float=True)
     else:
         raise ValueError(f"{path}: score rows must be a .jsonl or .parquet file")
     try:
         frame = check_frame(frame).astype({"value": float})
     except (ValueError, KeyError) as error:
         raise ValueError(f"{path}: {error}") from None
-    for column in ("baseline", "error"):  # null, as in ScoreRow, not NaN
+    for column in ("baseline", "error", "windows", "window_seconds"):  # null, as in ScoreRow, not NaN
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
 

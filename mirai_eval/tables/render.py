@@ -8,6 +8,7 @@ Markup (bold, marks, intervals) lives in the templates; Python hands them format
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from mirai_train.atomic import atomic_write_text
 Format = Literal["tex", "md"]
 FORMATS: tuple[Format, ...] = ("tex", "md")
 TEMPLATES = Path(__file__).resolve().parents[2] / "tables" / "templates"
-HORIZON_TEXT = {"5s": "5 s", "30s": "30 s"}
+
+
+def horizon_text(name: str) -> str:
+    """A horizon's name as a header says it: "30s" -> "30 s", "30s_windows" -> "30 s, windows"."""
+    length, _, rest = name.partition("_")
+    spoken = f"{length[:-1]} s" if re.fullmatch(r"\d+(\.\d+)?s", length) else length
+    return f"{spoken}, {rest.replace('_', ' ')}" if rest else spoken
+
 
 _LATEX = {
     "\\": r"\textbackslash{}",
@@ -136,10 +144,10 @@ def _spans(table: Table, width: int) -> list[Span]:
     spans: list[Span] = []
     for i, column in enumerate(table.columns):
         first, last = 2 + i * width, 1 + (i + 1) * width
-        if spans and spans[-1].text == HORIZON_TEXT[column.horizon]:
+        if spans and spans[-1].text == horizon_text(column.horizon):
             spans[-1] = Span(spans[-1].text, spans[-1].first, last)
         else:
-            spans.append(Span(HORIZON_TEXT[column.horizon], first, last))
+            spans.append(Span(horizon_text(column.horizon), first, last))
     return spans
 
 
@@ -160,7 +168,7 @@ def layout(table: Table) -> dict[str, Any]:
         spans=_spans(table, width),
         body_columns=1 + width * len(table.columns),
         label=table.spec.name.replace("_", "-"),
-        horizon_text=HORIZON_TEXT,
+        horizon_text=horizon_text,
     )
 
 

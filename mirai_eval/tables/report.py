@@ -1,9 +1,10 @@
 """The HTML report: tables, baseline vs Video-Mirai videos side by side, drift curves, probe images.
 
 A reader judges a method by looking, so every method is shown next to its baseline for the same
-prompt and seed, at 5 s and at 30 s. Drift curves plot subject and background consistency per
-clip along the 30 s rollouts (the clips protocol keeps each clip's value), averaged over the
-prompts and seeds. The report directory is self-contained: videos, plots and
+prompt and seed, at 5 s and at 30 s. Drift curves plot every dimension a horizon scores per window
+(`protocol: windows` or `clips`), one panel per dimension and horizon and one line per model of a
+group, baseline beside method: the mean over prompts (each prompt's mean over its seeds) with a 95%
+cluster-bootstrap band over prompts, as the tables' intervals. The report directory is self-contained: videos, plots and
 probe images are copied next to `index.html`, so it can be zipped or served as is.
 """
 
@@ -18,15 +19,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from mirai_eval.tables.build import Table
 from mirai_eval.tables.render import TEMPLATES, layout
 from mirai_eval.tables.rows import check_frame
+from mirai_eval.tables.stats import bootstrap_interval
 
-DRIFT_COLUMNS = ["model", "prompt_index", "seed", "dimension", "seconds", "value"]
-DRIFT_DIMENSIONS = ("subject_consistency", "background_consistency")
+CURVE_COLUMNS = ["model", "horizon", "dimension", "prompt_index", "seed", "seconds", "value"]
 
 
 @dataclass(frozen=True)
@@ -116,34 +118,70 @@ def side_by_side(
     return pairs
 
 
-def drift_plots(drift: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
-    """One PNG per group: mean consistency (percent) per clip start, one line per model; (group, src)."""
+def window_values(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every per-window value of the rows (CURVE_COLUMNS; `seconds` is the window's start)."""
+    windowed = rows[rows["windows"].notna() & rows["error"].isna()]
+    return pd.DataFrame(
+        [
+            (r.model, r.horizon, r.dimension, r.prompt_index, r.seed, i * float(r.window_seconds), value)
+            for r in windowed.itertuples()
+            for i, value in enumerate(r.windows)
+        ],
+        columns=CURVE_COLUMNS,
+    )
+
+
+def _curve(
+    values: pd.DataFrame, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window starts, mean over prompts and the 95% bootstrap band over prompts (NaN with one prompt)."""
+    per_prompt = values.groupby(["seconds", "prompt_index"])["value"].mean() * 100.0
+    starts, means, lows, highs = [], [], [], []
+    for start, by_prompt in per_prompt.groupby(level="seconds"):
+        prompts = by_prompt.to_numpy()
+        low, high = bootstrap_interval(prompts, 1000, 0.05, rng) if len(prompts) >= 2 else (np.nan, np.nan)
+        starts.append(float(start))
+        means.append(prompts.mean())
+        lows.append(low)
+        highs.append(high)
+    return np.array(starts), np.array(means), np.array(lows), np.array(highs)
+
+
+def drift_plots(rows: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
+    """One PNG per group: a panel per windowed (horizon, dimension), a line and band per model; (group, src)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    missing = set(DRIFT_COLUMNS) - set(drift.columns)
-    if missing:
-        raise ValueError(f"drift data: missing columns {sorted(missing)}; expected {DRIFT_COLUMNS}")
+    values = window_values(rows)
     groups = rows.drop_duplicates("model").set_index("model")["group"]
     plots: list[tuple[str, str]] = []
     for group, models in groups.groupby(groups, sort=False):
-        sub = drift[drift["model"].isin(models.index) & drift["dimension"].isin(DRIFT_DIMENSIONS)]
-        if sub.empty:
+        sub = values[values["model"].isin(models.index)]
+        panels = sorted(set(zip(sub["horizon"], sub["dimension"], strict=True)), key=lambda p: (p[1], p[0]))
+        if not panels:
             continue
-        figure, axes = plt.subplots(1, len(DRIFT_DIMENSIONS), figsize=(10, 3.2), sharex=True)
-        for axis, dimension in zip(axes, DRIFT_DIMENSIONS, strict=True):
-            for model in models.index:
-                curve = sub[(sub["model"] == model) & (sub["dimension"] == dimension)]
-                if not curve.empty:
-                    mean = curve.groupby("seconds")["value"].mean() * 100.0
-                    axis.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, label=model)
-            axis.set_title(dimension.replace("_", " "))
-            axis.set_xlabel("clip start (s)")
+        columns = min(3, len(panels))
+        lines = -(-len(panels) // columns)
+        figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.2 * lines), squeeze=False)
+        for axis, (horizon, dimension) in zip(axes.flat, panels, strict=False):
+            for model in models.index:  # the manifest's order: the baseline before its method
+                curve = sub[
+                    (sub["model"] == model) & (sub["horizon"] == horizon) & (sub["dimension"] == dimension)
+                ]
+                if curve.empty:
+                    continue
+                starts, mean, low, high = _curve(curve, np.random.default_rng(0))
+                (line,) = axis.plot(starts, mean, marker="o", markersize=3, label=model)
+                axis.fill_between(starts, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            axis.set_title(f"{dimension.replace('_', ' ')} ({horizon})", fontsize=9)
+            axis.set_xlabel("window start (s)")
             axis.set_ylabel("percent")
             axis.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
+        for axis in list(axes.flat)[len(panels) :]:
+            axis.set_visible(False)
+        axes.flat[0].legend(fontsize=7)
         figure.tight_layout()
         name = f"drift-{len(plots)}.png"
         (out_dir / "plots").mkdir(parents=True, exist_ok=True)
@@ -169,7 +207,6 @@ def write_report(
     rows: pd.DataFrame,
     videos: Mapping[str, Path],
     probe_images: Mapping[str, Path] | None = None,
-    drift: pd.DataFrame | None = None,
     fidelity: Path | None = None,
     title: str = "Video-Mirai harness report",
     per_pair: int = 2,
@@ -196,7 +233,7 @@ def write_report(
         scales=sorted({t.scale for t in tables}),
         tables=[layout(t) for t in tables],
         pairs=side_by_side(rows, videos, out_dir, per_pair),
-        drift=drift_plots(drift, rows, out_dir) if drift is not None else [],
+        drift=drift_plots(rows, out_dir),
         probes=probes,
         fidelity=fidelity_rows(fidelity, out_dir) if fidelity is not None else [],
     )

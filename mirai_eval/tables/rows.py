@@ -31,6 +31,10 @@ class ScoreRow:
     profile: str  # scoring profile, "vbench" or "toy"
     scorer: str  # scorer signature (dimension, profile, weight hashes, frame sampling)
     video: str  # content key of the video in the store
+    # Per-window values in time order, under the windows and clips protocols (tables/windows.py), and
+    # the windows' length; None for whole videos.
+    windows: list[float] | None = None
+    window_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.value) != (self.error is not None):

@@ -16,6 +16,8 @@ A manifest lists its tables as `TableSpec`s (YAML under `tables:`); every model 
     columns:                        # optional; defaults per kind (see DEFAULT_COLUMNS)
       - {metric: total, horizon: 5s}
       - {metric: subject_consistency, horizon: 30s, label: SC}
+      - {metric: subject_consistency, horizon: 30s_windows, summary: last_minus_first}
+      - {metric: repetition, horizon: 30s, best: lower}   # bold: highest unless `best` says lower or none
     intervals: true                 # 95% cluster-bootstrap interval under each value
     significance: true              # mark where the paired test against the baseline is significant
     bootstrap: {resamples: 2000, permutations: 9999, seed: 0, alpha: 0.05}
@@ -23,6 +25,10 @@ A manifest lists its tables as `TableSpec`s (YAML under `tables:`); every model 
                                     # reweight: average each group over the dimensions present (stated)
     decimals: 2
     reported: table1                # tables/reported/<reported>.yaml; needed by reported_vs_reproduced
+
+A column's `horizon` is a key of the manifest's `horizons:`. `summary` (first, last, last_minus_first,
+slope_per_10s; tables/windows.py) shows a per-window summary of a dimension at a horizon scored per
+window (`protocol: windows` or `clips`) instead of its mean over the windows.
 
 `model` is the manifest's model label (`ScoreRow.model`); `baseline` names another row of the same
 group; `reported` on a row names its row in the reported file (default: the model label).
@@ -36,7 +42,8 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from mirai_eval.scoring.dimensions import DIMENSIONS, QUALITY, SEMANTIC
+from mirai_eval.scoring.dimensions import METRICS, QUALITY, SEMANTIC
+from mirai_eval.tables.windows import SUMMARY_LABELS, Summary
 from mirai_train.config_files import Strict
 
 Kind = Literal[
@@ -47,7 +54,6 @@ Kind = Literal[
     "ablation_weight",
     "reported_vs_reproduced",
 ]
-Horizon = Literal["5s", "30s"]
 COMPOSITES = {"quality": QUALITY, "semantic": SEMANTIC, "total": QUALITY + SEMANTIC}
 LABELS = {
     "quality": "Quality",
@@ -61,25 +67,40 @@ REPORTED_DIR = Path(__file__).resolve().parents[2] / "tables" / "reported"
 
 
 class Column(Strict):
-    """One metric at one horizon: a composite (quality, semantic, total) or a VBench dimension."""
+    """One metric at one horizon: a composite (quality, semantic, total) or a VBench dimension, or a
+    per-window summary of a dimension."""
 
     metric: str
-    horizon: Horizon
+    horizon: str = Field(min_length=1)
     label: str | None = None
+    summary: Summary | None = None
+    best: Literal["higher", "lower", "none"] = "higher"  # which value bold marks
+
+    @model_validator(mode="after")
+    def _summarisable(self) -> Column:
+        if self.summary is not None and self.metric in COMPOSITES:
+            raise ValueError(
+                f"summary {self.summary!r} of composite {self.metric!r}: summaries are per dimension; "
+                "name a dimension such as subject_consistency"
+            )
+        return self
 
     @field_validator("metric")
     @classmethod
     def _known(cls, metric: str) -> str:
-        if metric not in COMPOSITES and metric not in DIMENSIONS:
+        if metric not in COMPOSITES and metric not in METRICS:
             raise ValueError(
-                f"unknown metric {metric!r}; use quality, semantic, total or a VBench dimension: "
-                + ", ".join(DIMENSIONS)
+                f"unknown metric {metric!r}; use quality, semantic, total, a VBench dimension or a "
+                "long-video measure: " + ", ".join(METRICS)
             )
         return metric
 
     @property
     def header(self) -> str:
-        return self.label or LABELS.get(self.metric, self.metric.replace("_", " ").capitalize())
+        if self.label:
+            return self.label
+        name = LABELS.get(self.metric, self.metric.replace("_", " ").capitalize())
+        return f"{name} ({SUMMARY_LABELS[self.summary]})" if self.summary else name
 
 
 class TableRow(Strict):
@@ -176,4 +197,6 @@ def load_reported(name: str, directory: Path = REPORTED_DIR) -> ReportedFile:
 
 
 def column_key(column: Column) -> str:
-    return f"{column.metric}@{column.horizon}"
+    """`metric@horizon`, with `:summary` for a per-window summary (the reported files' keys)."""
+    key = f"{column.metric}@{column.horizon}"
+    return f"{key}:{column.summary}" if column.summary else key

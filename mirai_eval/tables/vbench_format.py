@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mirai_eval.scoring.dimensions import DIMENSIONS
 from mirai_train.atomic import atomic_write_text
 
 PER_VIDEO_SCALE = {"imaging_quality": 100.0}  # vbench's per-video units over its aggregate's
@@ -48,8 +49,8 @@ def pooled(values: Sequence[VideoValue]) -> float | None:
 def eval_results(
     per_video: Mapping[str, Sequence[VideoValue]], aggregates: Mapping[str, float]
 ) -> dict[str, list[Any]]:
-    """{dimension: [aggregate, [{"video_path", "video_results"}, ...]]} for every dimension in
-    `aggregates`, videos in the given order."""
+    """{dimension: [aggregate, [{"video_path", "video_results"}, ...]]} for every VBench dimension in
+    `aggregates` (our long-video measures have no place in VBench's files), videos in the given order."""
     return {
         dimension: [
             aggregate,
@@ -59,6 +60,7 @@ def eval_results(
             ],
         ]
         for dimension, aggregate in aggregates.items()
+        if dimension in DIMENSIONS
     }
 
 

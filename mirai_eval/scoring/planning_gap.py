@@ -29,21 +29,24 @@ Over a span of frames (one window, or the whole video), shares in [0, 1]:
 Real clips are the reference, not 1 or 0: a real sprite is hidden by the pillar or out of the
 frame for part of a clip, so real persistence is below 1 and real vanishing above 0.
 
-The toy scale's ground truth, beside `fidelity.py`. Not yet a scoring dimension: the tables are to
-take these per 5 s window of the 30 s rollouts (`windows`), through the store.
+The toy profile scores them like dimensions (`PlanningGapMeasure`; `MEASURES` in dimensions.py),
+through the store, whole or per window; the vbench profile has no sprites truth and reports them
+unavailable.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from mirai_eval.scoring.base import Aggregation, Excluded, VideoScore
+from mirai_train.video import Video
 from mirai_train.world.config import SpritesConfig
 from mirai_train.world.fidelity import OFF, palette_labels
-from mirai_train.world.truth import PER_FRAME, SHAPE_IOU, fit_radii, min_area, shape_fit
+from mirai_train.world.truth import SHAPE_IOU, colour_blobs, fit_radii, min_area, shape_fit
 from mirai_train.world.vocabulary import COLOURS, SHAPES, named_objects
 
 REENTRY_GAP = 0.5  # seconds a colour must be gone for its return to count as a re-entry
@@ -63,23 +66,15 @@ def read_blobs(video: np.ndarray, config: SpritesConfig) -> list[list[Blob]]:
     smallest, radii = min_area(config), fit_radii(config)
     frames: list[list[Blob]] = [[] for _ in range(len(video))]
     for index, colour in enumerate(COLOURS):
-        components, count = ndimage.label(labels == index, structure=PER_FRAME)
-        if count == 0:
-            continue
-        areas = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        for label, (where, area) in enumerate(zip(ndimage.find_objects(components), areas, strict=True), 1):
-            if where is None or area < smallest:
-                continue
-            t = where[0].start
-            mask = components[t] == label
+        for t, mask, area, box in colour_blobs(labels, index, smallest):
             fit = shape_fit(mask, radii)
             best = int(fit.argmax())
             shape = SHAPES[best] if fit[best] >= SHAPE_IOU else None
-            frames[t].append(Blob(colour, int(area), shape, is_whole(mask, labels[t], where[1:])))
+            frames[t].append(Blob(colour, int(area), shape, is_whole(mask, labels[t], box)))
     return frames
 
 
-def is_whole(mask: np.ndarray, labels: np.ndarray, box: tuple[slice, ...]) -> bool:
+def is_whole(mask: np.ndarray, labels: np.ndarray, box: tuple[slice, slice]) -> bool:
     """A blob [H, W] clear of the frame's edge whose surrounding pixels take one palette colour."""
     rows, columns = box
     height, width = mask.shape
@@ -167,15 +162,45 @@ def first_shape(blobs: list[list[Blob]], colour: str, start: int) -> str | None:
     return None
 
 
-def windows(
-    video: np.ndarray, prompt: str, fps: float, seconds: float, config: SpritesConfig
-) -> list[PlanningGap]:
-    """The measures per window of `seconds` (the last window may be shorter; one shorter than half a
-    window joins the one before it)."""
-    blobs = read_blobs(video, config)
-    size = max(1, round(seconds * fps))
-    starts = list(range(0, len(blobs), size))
-    if len(starts) > 1 and len(blobs) - starts[-1] < size / 2:
-        starts.pop()
-    stops = [*starts[1:], len(blobs)]
-    return [measure_span(blobs, prompt, a, b, fps) for a, b in zip(starts, stops, strict=True)]
+PLANNING_GAP = ("persistence", "swaps", "duplicates", "vanished", "reentry", "hallucinated")
+
+
+@dataclass
+class SpriteBlobs:
+    """`read_blobs` of the last video, kept so the six measures share one reading (as
+    `objects.SpriteDetections` does for the detector); the sprites world's default configuration
+    gives the sprite size the blobs are judged by."""
+
+    config: SpritesConfig = field(default_factory=SpritesConfig)
+    _key: tuple[str, int, int] | None = None
+    _blobs: list[list[Blob]] | None = None
+
+    def of(self, video: Video) -> list[list[Blob]]:
+        key = (video.path, video.frames.data_ptr(), video.frames.shape[0])
+        if self._key != key or self._blobs is None:
+            self._blobs = read_blobs(video.frames.numpy(), self.config)
+            self._key = key
+        return self._blobs
+
+
+@dataclass
+class PlanningGapMeasure:
+    """One measure of the module docstring as a scoring dimension (toy profile). Scored on a whole
+    video, or per window under `protocol: windows`, where a re-entry counts in the window that holds
+    both its absence and its return. A prompt that is not a sprites prompt, or a span with no
+    re-entry (for `reentry`), excludes the video."""
+
+    blobs: SpriteBlobs
+    name: str
+    aggregation: Aggregation = "video_mean"
+
+    def score(self, video: Video, prompt: str) -> VideoScore:
+        try:
+            named_objects(prompt)
+        except ValueError as error:
+            raise Excluded(str(error)) from None
+        blobs = self.blobs.of(video)
+        value = getattr(measure_span(blobs, prompt, 0, len(blobs), video.fps), self.name)
+        if math.isnan(value):
+            raise Excluded("no sprite left and came back with its shape readable")
+        return VideoScore(value=value, total=value, count=1)
