@@ -146,6 +146,24 @@ class TeacherSpec(Strict):
     terminal_share: float = Field(default=0.0, ge=0.0, le=1.0)  # pure-noise draws (losses/flow_matching.py)
 
 
+class EvalSpec(Strict):
+    """In-training evaluation (`eval:`). After every `every` steps the run saves, exports its generator
+    (with its EMA weights, which are then used, when the recipe keeps them) and hands it to `evaluator`,
+    an entry point of the group `mirai_train.evaluators` (mirai_train/evaluation.py): mirai-eval's
+    generates `num_prompts` held-out prompts at each of `seconds` and scores `dimensions` with
+    `profile`. Results go to the run's log.jsonl and TensorBoard under `eval/`."""
+
+    every: int = Field(gt=0)
+    evaluator: str = "mirai-eval"
+    dimensions: list[str] = Field(min_length=1)  # computed in-process: native ones only
+    seconds: list[float] = Field(default_factory=lambda: [5.0], min_length=1)
+    num_prompts: int = Field(default=2, gt=0)
+    prompts: str | None = None  # a text file, one prompt a line; None: the sprites world's held-out prompts
+    seed: int = 0  # prompt i is generated with seed + i
+    profile: Literal["toy", "vbench"] = "toy"
+    store: str | None = None  # where the toy profile's models are (trained when missing); None: runs/store
+
+
 class Recipe(Strict):
     stage: Stage
     generator: GeneratorSpec  # the model this stage trains (for `teacher`, the teacher itself)
@@ -163,6 +181,7 @@ class Recipe(Strict):
     pretrain: TeacherSpec | None = None
     log_every: int = Field(default=10, ge=1)
     save_every: int = Field(default=100, ge=1)
+    eval: EvalSpec | None = None
 
     @model_validator(mode="after")
     def _stage_sections(self) -> Recipe:

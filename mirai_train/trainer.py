@@ -15,6 +15,8 @@ Run directory:
     log.jsonl         one line per logged step
     tensorboard/      the same scalars, every optimiser's learning rate (`tensorboard --logdir RUN`)
     generator/        the exported generator checkpoint (predictor and critic dropped)
+    eval/             with `eval:` in the recipe: step-N.json per evaluation, and the latest export
+                      it scored (mirai_train/evaluation.py)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from torch import nn
 from mirai_train.atomic import atomic_write
 from mirai_train.checkpoint import Parent, Provenance, save_checkpoint
 from mirai_train.data import TrainingData
+from mirai_train.evaluation import evaluate
 from mirai_train.models.codecs import build_codec
 from mirai_train.models.text_encoders import build_text_encoder
 from mirai_train.parallel import (
@@ -48,7 +51,7 @@ from mirai_train.parallel import (
     optimizer_state,
     shaped_like,
 )
-from mirai_train.recipe import Recipe, load_chain, load_recipe
+from mirai_train.recipe import EvalSpec, Recipe, load_chain, load_recipe
 from mirai_train.stages import STAGES
 from mirai_train.stages.base import Context, Stage
 
@@ -132,6 +135,8 @@ def fit(
         # bf16 compute over the whole step (autocast leaves the backward in the forward's dtypes);
         # sharded models also gather their parameters in bf16 (FSDP2's policy, Context.parallel).
         board = _board(out, start) if rank == 0 else None
+        if recipe.eval is not None and start and start % recipe.eval.every == 0:
+            _evaluate(out, start, recipe.eval, ctx, board)  # a killed run's, read back (or finished)
         with _progress(progress and rank == 0, recipe.stage, start, optim.max_steps) as advance:
             for step in range(start, stop):
                 began = time.perf_counter()
@@ -147,10 +152,14 @@ def fit(
                         board.add_scalar(f"train/{name}", value, step)
                     for name, optimizer in stage.optimizers.items():
                         board.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
-                if (step + 1) % recipe.save_every == 0 or step + 1 == stop:  # a collective when sharded
+                due = recipe.eval if recipe.eval and (step + 1) % recipe.eval.every == 0 else None
+                saving = (step + 1) % recipe.save_every == 0 or step + 1 == stop or due is not None
+                if saving:  # a collective when sharded
                     _save_state(out / STATE, step + 1, stage, ema, ctx)
                     if board is not None:
                         board.flush()
+                if due is not None:
+                    _evaluate(out, step + 1, due, ctx, board)
                 advance(logs)
         if board is not None:
             board.close()
@@ -228,6 +237,29 @@ def _resume(path: Path, stage: Stage, ema: EMA | None, ctx: Context) -> int:
     if hasattr(stage, "load_extra_state"):
         stage.load_extra_state(extras[ctx.rank])
     return int(state["step"])
+
+
+def _evaluate(out: Path, step: int, spec: EvalSpec, ctx: Context, board: Any) -> None:
+    """The recipe's evaluation after `step` steps, on rank 0 (the others wait), from the state just
+    saved; the training's random state is left as it was, so evaluating changes no weight."""
+    if ctx.rank == 0:
+        devices = [ctx.device] if ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            results, fresh = evaluate(
+                out,
+                step,
+                spec,
+                str(ctx.device),
+                lambda folder: export(out, folder, parents=ctx.parents, overwrite=True),
+            )
+        if fresh:
+            with (out / LOG).open("a") as log:
+                log.write(json.dumps({"step": step, **{f"eval/{k}": v for k, v in results.items()}}) + "\n")
+        for name, value in results.items():
+            board.add_scalar(f"eval/{name}", value, step)
+        board.flush()
+    if ctx.world_size > 1:
+        dist.barrier()
 
 
 def _board(out: Path, start: int) -> Any:

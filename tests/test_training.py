@@ -227,3 +227,84 @@ def test_tensorboard_holds_every_logged_scalar_and_learning_rate(chain: Path) ->
     assert set(optimizers) == {"generator", "critic", "predictor"}
     for name in optimizers:
         assert [e.value for e in events.Scalars(f"lr/{name}")] == pytest.approx([1e-3] * len(logged))
+
+
+def _with_eval(path: Path, **spec: Any) -> Path:
+    body = yaml.safe_load(path.read_text())
+    body["save_every"] = 100  # saves only where an evaluation (or the end) needs one
+    body["eval"] = {"every": 2, "evaluator": "counting", "dimensions": ["x"], **spec}
+    evaluated = path.with_name(f"{path.stem}_eval.yaml")
+    evaluated.write_text(yaml.safe_dump(body))
+    return evaluated
+
+
+def test_in_training_evaluation_is_logged_once_and_changes_no_weight(
+    chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval:` every 2 of 4 steps: evaluated at 2 and 4 from the generator as exported there; a run
+    stopped at 2 and resumed evaluates only 4; the weights are those of a run without evaluation."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import mirai_train.evaluation as evaluation
+
+    calls: list[int] = []
+
+    def counting(checkpoint: Path, spec: Any, device: str) -> dict[str, float]:
+        step = read_metadata(checkpoint).provenance.step
+        calls.append(step)
+        torch.rand(3)  # an evaluator that draws from the global generator must not move training's
+        return {"x@5s": float(step)}
+
+    monkeypatch.setattr(evaluation, "load_evaluator", lambda name: counting)
+    recipes = write_recipes(tmp_path, max_steps=4)
+    plain, straight, resumed = tmp_path / "plain", tmp_path / "straight", tmp_path / "resumed"
+    fit(recipes["dmd_mirai"], plain, runs=chain, progress=False)
+    fit(_with_eval(recipes["dmd_mirai"]), straight, runs=chain, progress=False)
+    assert calls == [2, 4]
+    fit(_with_eval(recipes["dmd_mirai"]), resumed, runs=chain, progress=False, max_steps=2)
+    fit(_with_eval(recipes["dmd_mirai"]), resumed, runs=chain, progress=False)
+    assert calls == [2, 4, 2, 4]  # the resumed run read step 2 back
+    for run in (straight, resumed):
+        a = torch.load(plain / STATE, weights_only=False)["modules"]
+        b = torch.load(run / STATE, weights_only=False)["modules"]
+        assert all(torch.equal(v, b[m][k]) for m in a for k, v in a[m].items())
+        logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        assert [(line["step"], line["eval/x@5s"]) for line in logged if "eval/x@5s" in line] == [
+            (2, 2.0),
+            (4, 4.0),
+        ]
+        assert sorted(p.name for p in (run / "eval").glob("step-*.json")) == ["step-2.json", "step-4.json"]
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("eval/x@5s")] == [(2, 2.0), (4, 4.0)]
+
+
+def test_mirai_evals_evaluator_scores_as_the_scoring_loop(chain: Path) -> None:
+    """The entry point mirai-eval registers gives `score_video`'s values on the videos `Generator` makes."""
+    from mirai_eval.generate import Generator
+    from mirai_eval.scoring.longvideo import Protocol
+    from mirai_eval.scoring.profiles import ScoringOptions, load_dimensions
+    from mirai_eval.scoring.runner import score_video
+    from mirai_eval.training_eval import prompts_of
+    from mirai_train.evaluation import load_evaluator
+    from mirai_train.recipe import EvalSpec
+    from mirai_train.video import Video
+
+    spec = EvalSpec(every=1, dimensions=["luminance", "temporal_flickering"], seconds=[1.0], num_prompts=2)
+    results = load_evaluator("mirai-eval")(chain / "dmd" / GENERATOR, spec, "cpu")
+    generator = Generator.load(chain / "dmd" / GENERATOR)
+    loaded = load_dimensions("toy", spec.dimensions, ScoringOptions())
+
+    values: dict[str, list[float]] = {"luminance": [], "temporal_flickering": []}
+    for i, prompt in enumerate(prompts_of(spec)):
+        video = Video("v.mp4", generator.generate(prompt, 1.0, i), 16.0)
+        for name, outcome in score_video(video, prompt, loaded, spec.dimensions, Protocol()).items():
+            assert outcome.score is not None
+            values[name].append(outcome.score.value)
+    assert results == {f"{n}@1s": pytest.approx(sum(v) / 2) for n, v in values.items()}
+    with pytest.raises(ValueError, match=r"eval\.evaluator: no evaluator 'nope'"):
+        load_evaluator("nope")
+    with pytest.raises(ValueError, match=r"eval\.dimensions: color cannot be scored inside training"):
+        load_evaluator("mirai-eval")(
+            chain / "dmd" / GENERATOR, EvalSpec(every=1, dimensions=["color"], profile="vbench"), "cpu"
+        )
