@@ -7,7 +7,8 @@ so the mean of composites is VBench's composite of per-dimension means), is a pe
 per-prompt mean -> mean over prompts (prompts whose videos are all excluded drop out), with a
 cluster bootstrap over prompts and a sign-flip permutation test of the per-prompt paired
 differences (same prompt and seed) against the baseline, Holm across the columns of a row.
-Values are shown in percent, as the paper does.
+A column with a `summary` takes that summary of each video's per-window values (tables/windows.py)
+in place of its value, and then goes the same way. Values are shown in percent, as the paper does.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from mirai_eval.tables.spec import (
     load_reported,
 )
 from mirai_eval.tables.stats import MAX_EXACT_PROMPTS, bootstrap_interval, holm, paired_permutation_p
-from mirai_eval.tables.windows import SUMMARY_LABELS, summarise
+from mirai_eval.tables.windows import SUMMARY_LABELS, Summary, summarise
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _metric(column: Column, wide: _Wide, policy: str) -> _Metric:
         if why:
             return _Metric(None, why, (why,))
         if column.summary is not None:
-            return _summary(column, values[column.metric], wide.windows[column.metric])
+            return _summary(column, column.summary, values[column.metric], wide.windows[column.metric])
         return _Metric(values[column.metric] * 100.0)
     name = LABELS[column.metric]
     needed = COMPOSITES[column.metric]
@@ -172,10 +173,9 @@ def _metric(column: Column, wide: _Wide, policy: str) -> _Metric:
     return _Metric(pd.Series(scores, index=values.index, dtype=float) * 100.0, note, reasons)
 
 
-def _summary(column: Column, values: pd.Series, pieces: pd.Series) -> _Metric:
+def _summary(column: Column, summary: Summary, values: pd.Series, pieces: pd.Series) -> _Metric:
     """A per-window summary (tables/windows.py) of each video the dimension scored, in percent."""
-    assert column.summary is not None
-    shown = f"{column.metric} {SUMMARY_LABELS[column.summary]} at {column.horizon}"
+    shown = f"{column.metric} {SUMMARY_LABELS[summary]} at {column.horizon}"
     summarised = []
     for value, piece in zip(values, pieces, strict=True):
         if math.isnan(value):  # excluded by the dimension's rule
@@ -183,8 +183,8 @@ def _summary(column: Column, values: pd.Series, pieces: pd.Series) -> _Metric:
         elif piece is None or (isinstance(piece, float) and math.isnan(piece)):
             return _Metric(None, f"{shown}: not scored per window (give the horizon `protocol: windows`)")
         else:
-            summarised.append(summarise(piece[0], piece[1], column.summary) * 100.0)
-    if column.summary == "slope_per_10s" and all(math.isnan(v) for v in summarised):
+            summarised.append(summarise(piece[0], piece[1], summary) * 100.0)
+    if summary == "slope_per_10s" and all(math.isnan(v) for v in summarised):
         return _Metric(None, f"{shown}: a slope needs two windows or more")
     return _Metric(pd.Series(summarised, index=values.index, dtype=float))
 
