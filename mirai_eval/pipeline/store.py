@@ -42,7 +42,7 @@ class ScoreRecord:
     error: str | None
     total: float | None = None  # VBench's frame weighting (sum and count), to re-aggregate exactly
     count: int | None = None
-    clips: list[float] | None = None  # per-clip values under the clips protocol (drift curves)
+    clips: list[float] | None = None  # per-piece values under the clips and windows protocols
     seconds: float = 0.0
     # A failure (NaN with an error) holds for the video bytes it was computed on: their sha256, so a
     # regenerated or replaced video is scored again instead of inheriting the failure.
