@@ -175,8 +175,7 @@ def score(
     vbench_format: VbenchFormat = False,
 ) -> None:
     """Score a folder of videos with VBench's dimensions; exits 1 if any video failed."""
-    from mirai_eval.manifest import piece_seconds
-    from mirai_eval.pipeline.score import protocol_of
+    from mirai_eval.protocols import piece_seconds, scoring_protocol
     from mirai_eval.scoring.dimensions import DIMENSIONS
     from mirai_eval.scoring.profiles import ScoringOptions
     from mirai_eval.scoring.results import print_summary, write_results
@@ -189,7 +188,7 @@ def score(
     )  # fmt: skip
     request = ScoreRequest(
         videos, profile, [d.strip() for d in dims.split(",") if d.strip()] or list(DIMENSIONS), options,
-        protocol_of(piece_seconds(protocol, clip_seconds, window_seconds)), _size(size), missing,
+        scoring_protocol(piece_seconds(protocol, clip_seconds, window_seconds)), _size(size), missing,
         vbench_python,
     )  # fmt: skip
     try:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mirai_eval import HorizonProtocol
+from mirai_eval.protocols import HorizonProtocol
 from mirai_eval.scoring.dimensions import Profile
 from mirai_eval.scoring.final import MissingPolicy
 

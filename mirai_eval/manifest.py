@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from mirai_eval import DEFAULT_STORE, HorizonProtocol
+from mirai_eval import DEFAULT_STORE
 from mirai_eval.probe.spec import ProbeSpec
+from mirai_eval.protocols import HorizonProtocol, piece_seconds
 from mirai_eval.scoring.dimensions import (
     DELEGATED,
     METRICS,
@@ -117,16 +118,11 @@ class Horizon(Strict):
 
     @property
     def piece_seconds(self) -> float | None:
-        """The length of the pieces each video is scored on; None for whole videos."""
+        """The length of the pieces each video is scored on (mirai_eval/protocols.py); None for whole videos."""
         return piece_seconds(self.protocol, self.clip_seconds, self.window_seconds)
 
     def seed(self, prompt_index: int, sample: int) -> int:
         return self.seed_base + prompt_index * self.samples_per_prompt + sample
-
-
-def piece_seconds(protocol: HorizonProtocol, clip_seconds: float, window_seconds: float) -> float | None:
-    """A protocol's piece length (the manifest's horizons and `mirai-eval score` share it)."""
-    return {"whole": None, "clips": clip_seconds, "windows": window_seconds}[protocol]
 
 
 class Scoring(Strict):

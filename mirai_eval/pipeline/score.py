@@ -28,10 +28,10 @@ import mirai_train
 from mirai_eval.manifest import Horizon, Manifest
 from mirai_eval.pipeline.plan import Job, Plan, digest
 from mirai_eval.pipeline.store import ScoreRecord, Store
+from mirai_eval.protocols import scoring_protocol
 from mirai_eval.scoring import toy_weights
 from mirai_eval.scoring.delegate import DelegationError, run_vbench, vbench_python
 from mirai_eval.scoring.dimensions import DELEGATED, EXCLUDED, VBENCH_UNAVAILABLE, Profile, is_native
-from mirai_eval.scoring.longvideo import Protocol
 from mirai_eval.scoring.profiles import (
     TOY_TRAINED,
     TOY_UNAVAILABLE,
@@ -200,7 +200,7 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 "profile": manifest.scoring.profile,
                 "kind": kind,
                 "weights": _weights_of(dimension, kind, hashes, toy),
-                "protocol": protocol_of(horizon.piece_seconds).mode,
+                "protocol": scoring_protocol(horizon.piece_seconds).mode,
                 "clip_seconds": horizon.piece_seconds,
                 "code": SCORING_CODE,
             }
@@ -210,13 +210,6 @@ def make_scorer(manifest: Manifest, device: str) -> Scorer:
                 payload["static_filter"] = True
             signatures[name][dimension] = f"{manifest.scoring.profile}/{dimension}/{digest(payload)[:16]}"
     return Scorer(manifest, device, signatures, prompt_suites(manifest))
-
-
-def protocol_of(piece_seconds: float | None) -> Protocol:
-    """The scoring protocol for pieces of this length (None: whole videos). Windows are scored as clips
-    of W seconds: one computation, so one signature and one stored score; the two protocols differ
-    only in what the tables show of the pieces."""
-    return Protocol() if piece_seconds is None else Protocol("clips", piece_seconds)
 
 
 def _weights_of(dimension: str, kind: str, hashes: dict[str, str], toy: str | None) -> dict[str, str]:
@@ -240,7 +233,7 @@ def _score_native(plan: Plan, job: Job, dims: list[str], store: Store, scorer: S
         store.quarantine_video(job.key, f"does not decode ({error})")
         return
     decoded = time.perf_counter() - started
-    protocol = protocol_of(horizon.piece_seconds)
+    protocol = scoring_protocol(horizon.piece_seconds)
     for dimension, outcome in score_video(video, job.prompt.text, scorer.native(), dims, protocol).items():
         signature = scorer.signatures[job.horizon][dimension]
         if outcome.score is not None:
