@@ -71,6 +71,13 @@ def chain(
     config: ConfigFile,
     runs: Runs = Path("runs/toy"),
     until: Annotated[str | None, typer.Option(help="Stop after this run (its prerequisites only).")] = None,
+    replicate: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Train run --until as this training replicate (new noise and data seeds; 0: as written).",
+        ),
+    ] = 0,
     device: Device = "cpu",
 ) -> None:
     """Run a chain of recipes in order (each into RUNS/<name>); finished runs are skipped, others resumed."""
@@ -78,7 +85,7 @@ def chain(
     from mirai_train.trainer import train_chain
 
     try:
-        done = train_chain(config, runs, until=until, device=device)
+        done = train_chain(config, runs, until=until, replicate=replicate, device=device)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise fail(error) from error
     for name, generator in done.items():

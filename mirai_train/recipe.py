@@ -249,6 +249,28 @@ def load_chain(path: Path | str) -> list[tuple[str, Path, int | None]]:
     return runs
 
 
+def replicate(recipe: Recipe, k: int) -> Recipe:
+    """Training replicate `k` of a recipe: the same recipe with its own randomness.
+
+    Replicate 0 is the recipe itself. Replicate k draws its noise from `optim.seed + k` and its
+    data from `data.base_seed + k * num_clips` (new sprites clips; for latents, a new shuffle), so
+    two recipes that share seeds (a baseline and its Video-Mirai arm) stay paired replicate by
+    replicate: same warm start, same clips in the same order (issue 17's seed pairs).
+    """
+    if k < 0:
+        raise ValueError(f"replicate {k}: replicates count from 0 (the recipe itself)")
+    if k == 0:
+        return recipe
+    data = recipe.data.model_copy(update={"base_seed": recipe.data.base_seed + k * recipe.data.num_clips})
+    optim = recipe.optim.model_copy(update={"seed": recipe.optim.seed + k})
+    return recipe.model_copy(update={"data": data, "optim": optim})
+
+
+def replicate_name(run: str, k: int) -> str:
+    """The run directory of replicate `k` of chain run `run` (replicate 0 is the run itself)."""
+    return run if k == 0 else f"{run}-replicate{k}"
+
+
 # The code a chain trains with, hashed at import with the code itself: every mirai_train module.
 TRAINING_CODE = source_version(sorted(Path(mirai_train.__file__).parent.rglob("*.py")))
 

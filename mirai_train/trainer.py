@@ -51,7 +51,8 @@ from mirai_train.parallel import (
     optimizer_state,
     shaped_like,
 )
-from mirai_train.recipe import EvalSpec, Recipe, load_chain, load_recipe
+from mirai_train.recipe import EvalSpec, Recipe, load_chain, load_recipe, replicate_name
+from mirai_train.recipe import replicate as replicate_recipe
 from mirai_train.stages import STAGES
 from mirai_train.stages.base import Context, Stage
 
@@ -99,14 +100,16 @@ def fit(
     device: str = "cpu",
     max_steps: int | None = None,
     schedule_steps: int | None = None,
+    replicate: int = 0,
     progress: bool = True,
 ) -> Path:
     """Train a recipe into `out_dir` (resuming it if a state is there); returns the exported generator.
 
-    `schedule_steps` replaces the recipe's `optim.max_steps` (a chain's quick variant); `max_steps`
+    `schedule_steps` replaces the recipe's `optim.max_steps` (a chain's quick variant); `replicate`
+    trains that training replicate of it (`recipe.replicate`: new noise and data seeds); `max_steps`
     stops early and leaves the run resumable, e.g. to test resuming.
     """
-    recipe, out = load_recipe(recipe_path), Path(out_dir)
+    recipe, out = replicate_recipe(load_recipe(recipe_path), replicate), Path(out_dir)
     if schedule_steps is not None:
         recipe = recipe.model_copy(
             update={"optim": recipe.optim.model_copy(update={"max_steps": schedule_steps})}
@@ -171,24 +174,34 @@ def fit(
 
 
 def train_chain(
-    chain_path: Path | str, runs: Path | str, *, until: str | None = None, device: str = "cpu"
+    chain_path: Path | str,
+    runs: Path | str,
+    *,
+    until: str | None = None,
+    replicate: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Path]:
     """Run a chain's recipes in order into RUNS/<name> (finished runs skipped, partial ones resumed).
 
-    `until` stops after that run, so a model can be built with exactly its prerequisites. Returns
-    the exported generator of every run done or found.
+    `until` stops after that run, so a model can be built with exactly its prerequisites. With
+    `replicate` k > 0, run `until` is trained as its replicate k (`recipe.replicate`) into
+    RUNS/<until>-replicate<k>, from the same prerequisites. Returns the exported generator of every
+    run done or found.
     """
     runs = Path(runs)
     steps = load_chain(chain_path)
     names = [name for name, _, _ in steps]
     if until is not None and until not in names:
         raise ValueError(f"{chain_path}: no run named '{until}'; the chain has {', '.join(names)}")
+    if replicate and until is None:
+        raise ValueError(f"{chain_path}: a replicate is of one run; name it with `until`")
     done: dict[str, Path] = {}
     for name, recipe, steps_override in steps:
-        generator = runs / name / GENERATOR
-        if not generator.exists():
-            fit(recipe, runs / name, runs=runs, device=device, schedule_steps=steps_override)
-        done[name] = generator
+        k = replicate if name == until else 0
+        out = runs / replicate_name(name, k)
+        if not (out / GENERATOR).exists():
+            fit(recipe, out, runs=runs, device=device, schedule_steps=steps_override, replicate=k)
+        done[replicate_name(name, k)] = out / GENERATOR
         if name == until:
             break
     return done
