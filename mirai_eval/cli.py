@@ -464,6 +464,35 @@ def render_command(
         typer.echo(f"wrote {index}")
 
 
+@app.command("lock")
+def lock_command(
+    manifest: Annotated[Path, typer.Option("--manifest", help="A manifest too slow for CI to regenerate.")],
+    out: Annotated[Path, typer.Option("--out", help="The tables folder (tables/generated).")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Only say whether the committed tables are stale (exit 1 if so).")
+    ] = False,
+) -> None:
+    """Commit a run's tables with its score rows and a lock of what they were computed from (or
+    `--check` the lock): how CI catches a table it cannot regenerate going stale (pipeline/lock.py)."""
+    from mirai_eval.pipeline.lock import check_lock, paths, write_lock
+    from mirai_train.config_files import ConfigError
+
+    try:
+        if check:
+            stale = check_lock(paths(manifest, out)[0])
+            for line in stale:
+                typer.echo(f"stale: {line}", err=True)
+            if stale:
+                raise typer.Exit(1)
+            typer.echo(f"{manifest}: the committed tables are current")
+            return
+        for path in write_lock(manifest, out):
+            typer.echo(f"wrote {path}")
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("probe")
 def probe_command(
     checkpoint: CheckpointDir,

@@ -56,10 +56,17 @@ class RollingSinkOverrides(Strict):
 
 
 class TrainSource(Strict):
-    """A model trained by mirai-train: run `run` of the chain file `chain`, with its prerequisites."""
+    """A model trained by mirai-train: run `run` of the chain file `chain`, with its prerequisites.
+
+    `replicates` > 1 trains the run that many times, each with its own noise and data seeds
+    (`mirai_train.recipe.replicate`; replicate 0 is the recipe as written), from the same
+    prerequisites. Tables then pool the model's videos over replicates and prompts, with intervals
+    from a hierarchical bootstrap (tables/stats.py); a baseline and its method pair replicate by replicate.
+    """
 
     chain: Path
     run: str
+    replicates: int = Field(default=1, ge=1)
 
 
 class ModelEntry(Strict):

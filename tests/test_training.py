@@ -83,6 +83,25 @@ def test_chain_skips_finished_runs_and_stops_at_until(chain: Path, tmp_path: Pat
         train_chain(chain_file, chain, until="nope")
 
 
+def test_chain_trains_a_replicate_beside_the_run(chain: Path, tmp_path: Path) -> None:
+    """Replicate 1 of the last run: its own directory and seeds, the same prerequisites (not retrained)."""
+    recipes = write_recipes(tmp_path)
+    chain_file = tmp_path / "chain.yaml"
+    chain_file.write_text("runs:\n" + "".join(f"  {name}: {recipes[name].name}\n" for name in ORDER))
+    before = {name: (chain / name / STATE).stat().st_mtime_ns for name in ORDER}
+    done = train_chain(chain_file, chain, until="dmd_mirai", replicate=1)
+    assert list(done) == [*ORDER[:-1], "dmd_mirai-replicate1"]
+    assert all((chain / name / STATE).stat().st_mtime_ns == before[name] for name in ORDER)
+    trained = yaml.safe_load((chain / "dmd_mirai-replicate1" / "recipe.yaml").read_text())
+    written = yaml.safe_load(recipes["dmd_mirai"].read_text())
+    assert trained["optim"]["seed"] == written["optim"].get("seed", 0) + 1
+    original = load_file(chain / "dmd_mirai" / GENERATOR / "generator.safetensors")
+    replica = load_file(done["dmd_mirai-replicate1"] / "generator.safetensors")
+    assert any(not torch.equal(original[k], replica[k]) for k in original)
+    with pytest.raises(ValueError, match="name it with `until`"):
+        train_chain(chain_file, chain, replicate=1)
+
+
 def _with(recipe: Path, out: Path, **sections: dict[str, object]) -> Path:
     """A copy of `recipe` with top-level sections replaced (e.g. precision, log_every)."""
     body = yaml.safe_load(recipe.read_text())

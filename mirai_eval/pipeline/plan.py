@@ -21,7 +21,7 @@ from mirai_eval.generate import GENERATION_CODE
 from mirai_eval.manifest import Horizon, Manifest, ManifestFile, ModelEntry, PromptSet, TrainSource
 from mirai_train.checkpoint import CheckpointError, content_sha256, file_sha256
 from mirai_train.config_files import ConfigError
-from mirai_train.recipe import chain_digest
+from mirai_train.recipe import chain_digest, replicate_name
 
 
 def digest(payload: dict[str, Any]) -> str:
@@ -43,6 +43,12 @@ class ModelSource:
     checkpoint: Path
     content_sha256: str | None  # None while the checkpoint is absent and the manifest gives none
     present: bool
+    replicate: int = 0  # the training replicate (`train.replicates`); 0: the recipe as written
+
+
+def model_key(label: str, replicate: int) -> str:
+    """The plan's name of one training replicate of a model: its label, for replicate 0."""
+    return label if replicate == 0 else f"{label} [replicate {replicate}]"
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Job:
 class Plan:
     """What a run will do. `jobs` holds the videos of every model whose checkpoint content is known, in
     a fixed order (model, horizon, prompt, sample); `with_models` gives the plan once the missing
-    checkpoints are built."""
+    checkpoints are built. `models` is keyed by `model_key`: one entry per training replicate."""
 
     file: ManifestFile
     manifest: Manifest  # the file's manifest with any command-line overrides applied
@@ -192,9 +198,9 @@ def read_prompt_set(
     return [Prompt(i, texts[i], generate[i]) for i in indices]
 
 
-def trained_checkpoint(store: Path, source: TrainSource) -> Path:
+def trained_checkpoint(store: Path, source: TrainSource, replicate: int = 0) -> Path:
     """Where a chain-built checkpoint lives: the chain's runs directory in the store, by content."""
-    return training_runs(store, source.chain) / source.run / "generator"
+    return training_runs(store, source.chain) / replicate_name(source.run, replicate) / "generator"
 
 
 def training_runs(store: Path, chain: Path) -> Path:
@@ -202,7 +208,19 @@ def training_runs(store: Path, chain: Path) -> Path:
 
 
 def resolve_model(
-    file: ManifestFile, manifest: Manifest, i: int, problems: list[str], blockers: list[str]
+    file: ManifestFile,
+    manifest: Manifest,
+    i: int,
+    problems: list[str],
+    blockers: list[str],
+    replicate: int = 0,
+) -> ModelSource:
+    source = _resolve_model(file, manifest, i, problems, blockers, replicate)
+    return replace(source, replicate=replicate)
+
+
+def _resolve_model(
+    file: ManifestFile, manifest: Manifest, i: int, problems: list[str], blockers: list[str], replicate: int
 ) -> ModelSource:
     entry = manifest.models[i]
     if entry.train is not None and not entry.train.chain.is_file():
@@ -213,7 +231,7 @@ def resolve_model(
         if not entry.train.chain.is_file():
             return ModelSource(entry, Path(), entry.sha256, False)
         try:
-            checkpoint = trained_checkpoint(manifest.store, entry.train)
+            checkpoint = trained_checkpoint(manifest.store, entry.train, replicate)
         except (ConfigError, ValueError) as error:
             problems.append(f"{file.where('models', i, 'train', 'chain')}: {error}")
             return ModelSource(entry, Path(), entry.sha256, False)
@@ -245,8 +263,11 @@ def build_plan(file: ManifestFile, manifest: Manifest | None = None, limit: int 
     blockers: list[str] = []
     prompts = {name: read_prompt_set(file, name, ps, problems) for name, ps in manifest.prompt_sets.items()}
     models = {
-        m.label: resolve_model(file, manifest, i, problems, blockers) for i, m in enumerate(manifest.models)
+        model_key(m.label, k): resolve_model(file, manifest, i, problems, blockers, k)
+        for i, m in enumerate(manifest.models)
+        for k in range(m.train.replicates if m.train is not None else 1)
     }
+    problems = list(dict.fromkeys(problems))  # a model's replicates share its entry's problems
     if problems:
         raise ConfigError(file.path, problems)
     return Plan(file, manifest, models, prompts, tuple(blockers), GENERATION_CODE, limit)

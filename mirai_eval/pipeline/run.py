@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mirai_eval.pipeline.plan import Job, ModelSource, Plan, training_runs
+from mirai_eval.pipeline.plan import Job, ModelSource, Plan, model_key, training_runs
 from mirai_eval.pipeline.score import Scorer, score_jobs
 from mirai_eval.pipeline.store import Store
 from mirai_eval.scoring.dimensions import EXCLUDED
@@ -100,6 +100,7 @@ def train_missing(plan: Plan, device: str, console: Console) -> None:
     """
     from mirai_eval.scoring import toy_weights
     from mirai_eval.scoring.profiles import TOY_TRAINED
+    from mirai_train.atomic import exclusive
     from mirai_train.trainer import train_chain
 
     scoring = plan.manifest.scoring
@@ -114,9 +115,9 @@ def train_missing(plan: Plan, device: str, console: Console) -> None:
             continue
         if train is None:
             raise RunError(f"model {label!r}: {source.checkpoint} does not exist (see `mirai-eval validate`)")
-        train_chain(
-            train.chain, training_runs(plan.manifest.store, train.chain), until=train.run, device=device
-        )
+        runs = training_runs(plan.manifest.store, train.chain)
+        with exclusive(runs.with_suffix(".lock")):  # shards sharing a store: one trains, the others wait
+            train_chain(train.chain, runs, until=train.run, replicate=source.replicate, device=device)
     if scorers is not None:
         scorers.wait(console)
     if toy_models:
@@ -265,7 +266,7 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
                 continue
             rows.append(
                 ScoreRow(
-                    model=job.model,
+                    model=source.entry.label,
                     baseline=source.entry.baseline,
                     group=source.entry.group,
                     horizon=job.horizon,
@@ -281,6 +282,7 @@ def collect_rows(plan: Plan, store: Store, scorer: Scorer) -> list[ScoreRow]:
                     video=job.key,
                     windows=record.clips,
                     window_seconds=horizon.piece_seconds if record.clips is not None else None,
+                    replicate=source.replicate,
                 )
             )
     if plan.manifest.scoring.static_filter:
@@ -339,7 +341,9 @@ def write_vbench_format(plan: Plan, rows: list[ScoreRow], store: Store, console:
         record = store.get_score(row.video, row.dimension, row.scorer)
         total, count = (record.total, record.count) if record is not None else (None, None)
         value = VideoValue(names[row.video], row.value, total, count)
-        groups.setdefault((row.model, row.horizon), {}).setdefault(row.dimension, []).append(value)
+        groups.setdefault((model_key(row.model, row.replicate), row.horizon), {}).setdefault(
+            row.dimension, []
+        ).append(value)
     for (model, horizon), per_video in groups.items():
         name = f"{slug(model)}-{horizon}"
         if plan.manifest.horizons[horizon].protocol != "whole":

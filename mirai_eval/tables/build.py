@@ -35,8 +35,36 @@ from mirai_eval.tables.spec import (
     column_key,
     load_reported,
 )
-from mirai_eval.tables.stats import MAX_EXACT_PROMPTS, bootstrap_interval, holm, paired_permutation_p
+from mirai_eval.tables.stats import (
+    MAX_EXACT_PROMPTS,
+    Variance,
+    bootstrap_interval,
+    bootstrap_p,
+    hierarchical_mean,
+    hierarchical_means,
+    holm,
+    paired_permutation_p,
+    percentile_interval,
+    replicate_prompt_means,
+)
 from mirai_eval.tables.windows import SUMMARY_LABELS, Summary, summarise
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Method minus baseline in points over the (replicate, prompt, seed) videos both have: the mean
+    over replicates of the mean over prompts, its 95% interval (hierarchical bootstrap with several
+    replicates, prompts only with one), and the minimum detectable difference at 80% power of a
+    two-sided test at the table's alpha with this many replicates and prompts (`stats.Variance`)."""
+
+    difference: float
+    low: float | None
+    high: float | None
+    detectable: float | None  # None with one prompt
+    replicates: int
+    prompts: int
+    variance: Variance | None
+    seeds_measured: bool  # False with one replicate: the detectable difference ignores training noise
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,7 @@ class Cell:
     significant: bool = False
     note: str | None = None
     reported: float | None = None
+    effect: Effect | None = None  # a method's paired difference from its row's baseline
 
     @property
     def difference(self) -> float | None:
@@ -87,7 +116,7 @@ class Table:
 class _Metric:
     """Per-video values of one column for one model (percent), or why there are none."""
 
-    values: pd.Series | None  # indexed by (prompt_index, seed)
+    values: pd.Series | None  # indexed by (replicate, prompt_index, seed)
     note: str | None = None  # for the cell: why n/a, or how it was reweighted
     reasons: tuple[str, ...] = ()  # per missing dimension, for the caption
 
@@ -103,7 +132,7 @@ class _Wide:
 
 def _wide(rows: pd.DataFrame, model: str, horizon: str) -> _Wide:
     sub = rows[(rows["model"] == model) & (rows["horizon"] == horizon)]
-    index = ["prompt_index", "seed", "video", "dimension"]
+    index = ["replicate", "prompt_index", "seed", "video", "dimension"]
     duplicated = sub.duplicated(index)
     if duplicated.any():
         first = sub[duplicated].iloc[0]
@@ -192,22 +221,72 @@ def _summary(column: Column, summary: Summary, values: pd.Series, pieces: pd.Ser
 def _cell(metric: _Metric, spec: TableSpec, rng: np.random.Generator) -> Cell:
     if metric.values is None:
         return Cell(value=None, note=metric.note)
-    per_prompt = metric.values.groupby(level="prompt_index").mean().dropna().to_numpy()  # excluded: NaN
+    per_replicate = replicate_prompt_means(metric.values)  # excluded videos (NaN) left out
+    prompts = len(set(metric.values.dropna().index.get_level_values("prompt_index")))
     low = high = None
+    if len(per_replicate) > 1:  # training replicates: resample them, then prompts
+        if spec.intervals:
+            means = hierarchical_means(per_replicate, spec.bootstrap.resamples, rng)
+            low, high = percentile_interval(means, spec.bootstrap.alpha)
+        return Cell(hierarchical_mean(per_replicate), low, high, prompts, note=metric.note)
+    per_prompt = per_replicate[0] if per_replicate else np.array([])
     if spec.intervals and len(per_prompt) >= 2:
         low, high = bootstrap_interval(per_prompt, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
-    return Cell(float(per_prompt.mean()), low, high, len(per_prompt), note=metric.note)
+    return Cell(
+        float(per_prompt.mean()) if len(per_prompt) else math.nan, low, high, prompts, note=metric.note
+    )
 
 
-def _paired_p(method: _Metric, baseline: _Metric, spec: TableSpec, rng: np.random.Generator) -> float | None:
-    """Permutation p of the per-prompt mean difference over the (prompt, seed) pairs both models have."""
+def _differences(method: _Metric, baseline: _Metric) -> list[np.ndarray] | None:
+    """Per replicate, the per-prompt mean differences over the (replicate, prompt, seed) videos both
+    models have; None when they share none."""
     if method.values is None or baseline.values is None:
         return None
     joined = pd.concat([method.values, baseline.values], axis=1, join="inner", keys=["m", "b"]).dropna()
     if joined.empty:
         return None
-    differences = (joined["m"] - joined["b"]).groupby(level="prompt_index").mean().to_numpy()
-    return paired_permutation_p(differences, spec.bootstrap.permutations, rng)
+    return replicate_prompt_means(joined["m"] - joined["b"])
+
+
+def _paired_p(
+    differences: list[np.ndarray] | None, spec: TableSpec, rng: np.random.Generator
+) -> float | None:
+    """With one replicate, the sign-flip permutation p of the per-prompt differences; with several,
+    the p that inverts their hierarchical bootstrap interval (`stats.bootstrap_p`)."""
+    if differences is None:
+        return None
+    if len(differences) > 1:
+        return bootstrap_p(hierarchical_means(differences, spec.bootstrap.resamples, rng))
+    return paired_permutation_p(differences[0], spec.bootstrap.permutations, rng)
+
+
+POWER = 0.8  # of the minimum detectable differences
+
+
+def _effect(differences: list[np.ndarray] | None, spec: TableSpec, rng: np.random.Generator) -> Effect | None:
+    if differences is None:
+        return None
+    means = hierarchical_means(differences, spec.bootstrap.resamples, rng)
+    low, high = (
+        percentile_interval(means, spec.bootstrap.alpha) if sum(map(len, differences)) >= 2 else (None, None)
+    )
+    variance = Variance.of(differences)
+    prompts = max(len(p) for p in differences)
+    detectable = (
+        None
+        if variance is None
+        else variance.detectable(spec.bootstrap.alpha, POWER, variance.replicates, variance.prompts)
+    )
+    return Effect(
+        hierarchical_mean(differences),
+        low,
+        high,
+        detectable,
+        len(differences),
+        prompts,
+        variance,
+        len(differences) > 1,
+    )
 
 
 def _bold(values: Sequence[float | None], decimals: int, best_is: str = "higher") -> list[bool]:
@@ -253,15 +332,21 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
             ]
             for m in metrics[row.model]:
                 reasons.update(dict.fromkeys(m.reasons))
-            if row.baseline is not None and spec.significance:
-                raw = [
-                    _paired_p(m, b, spec, _rng(spec, g, r, c, 1))
-                    for c, (m, b) in enumerate(zip(metrics[row.model], metrics[row.baseline], strict=True))
+            if row.baseline is not None:
+                differences = [
+                    _differences(m, b) for m, b in zip(metrics[row.model], metrics[row.baseline], strict=True)
                 ]
-                cells[row.model] = [
-                    replace(cell, p_value=p, significant=p is not None and p < spec.bootstrap.alpha)
-                    for cell, p in zip(cells[row.model], holm(raw), strict=True)
-                ]
+                if spec.kind == "effects":
+                    cells[row.model] = [
+                        replace(cell, effect=_effect(d, spec, _rng(spec, g, r, c, 2)))
+                        for c, (cell, d) in enumerate(zip(cells[row.model], differences, strict=True))
+                    ]
+                if spec.significance:
+                    raw = [_paired_p(d, spec, _rng(spec, g, r, c, 1)) for c, d in enumerate(differences)]
+                    cells[row.model] = [
+                        replace(cell, p_value=p, significant=p is not None and p < spec.bootstrap.alpha)
+                        for cell, p in zip(cells[row.model], holm(raw), strict=True)
+                    ]
             if reported is not None:
                 numbers = reported.values.get(row.reported or row.model, {})
                 cells[row.model] = [
@@ -277,7 +362,8 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
             tuple(Line(row.model, row.shown, row.baseline, tuple(cells[row.model])) for row in group.rows)
         )
     profiles = sorted(set(rows["profile"]))
-    caption = _caption(spec, scale, scorer_signature, profiles, groups, reported, list(reasons))
+    replicates = int(rows[rows["model"].isin(models)].groupby("model")["replicate"].nunique().max())
+    caption = _caption(spec, scale, scorer_signature, profiles, groups, reported, list(reasons), replicates)
     return Table(spec, tuple(groups), caption, scale, scorer_signature, tuple(reasons))
 
 
@@ -298,6 +384,7 @@ def _caption(
     groups: list[tuple[Line, ...]],
     reported: ReportedFile | None,
     reasons: list[str],
+    replicates: int = 1,
 ) -> str:
     """Everything a reader needs to interpret the numbers, in plain text (the renderers escape it)."""
     if scale not in SCALE_TEXT:
@@ -305,11 +392,22 @@ def _caption(
     prompts = sorted({c.n_prompts for g in groups for line in g for c in line.cells if c.value is not None})
     counts = "/".join(str(n) for n in prompts) or "0"
     confidence = round(100 * (1 - spec.bootstrap.alpha))
+    over = f"{replicates} training replicates of the mean over " if replicates > 1 else ""
     parts = [
         spec.title,
         f"{SCALE_TEXT[scale]} (scoring profile {', '.join(profiles)}; scorer {signature})",
-        f"VBench scores in percent: mean over {counts} prompts of per-prompt means",
+        f"VBench scores in percent: mean over {over}{counts} prompts of per-prompt means",
     ]
+    if spec.kind == "effects":
+        parts.append(
+            "difference: method - baseline in points, replicate k of one against replicate k of the other "
+            "(same warm start, data and noise seeds) on the same prompts and seeds; MDE: the minimum "
+            f"detectable difference at {round(100 * POWER)}% power of a two-sided test at alpha "
+            f"{spec.bootstrap.alpha:g}, (z_{{1-alpha/2}} + z_power) x SE with SE^2 = between-replicate "
+            "variance / replicates + within-replicate (prompt) variance / (replicates x prompts) of the "
+            "paired differences (method of moments, normal approximation); paper: the paper's reported "
+            "difference where it reports the column, and the replicates x prompts at which it would be the MDE"
+        )
     windowed = [
         f"{c.header} = {c.metric}, {SUMMARY_LABELS[c.summary]}, at {c.horizon}"
         for c in spec.columns
@@ -324,12 +422,24 @@ def _caption(
                 "NOT COMPARABLE: the reproduced numbers are toy-scale and the differences say nothing about "
                 "the paper's claims"
             )
-    if spec.intervals:
+    if spec.intervals and replicates > 1:
+        parts.append(
+            f"brackets: {confidence}% hierarchical bootstrap percentile interval, resampling training "
+            f"replicates and then prompts within each ({spec.bootstrap.resamples} resamples, seed "
+            f"{spec.bootstrap.seed}); with this few replicates it is narrower than it should be"
+        )
+    elif spec.intervals:
         parts.append(
             f"brackets: {confidence}% cluster-bootstrap percentile interval over prompts "
             f"({spec.bootstrap.resamples} resamples, seed {spec.bootstrap.seed})"
         )
-    if spec.significance:
+    if spec.significance and replicates > 1:
+        parts.append(
+            "*: paired test against the group's baseline, replicate by replicate on the same prompts and "
+            "seeds: the p-value inverts the hierarchical bootstrap of the differences (the smallest alpha "
+            f"whose interval excludes 0), Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g}"
+        )
+    elif spec.significance:
         parts.append(
             f"*: paired sign-flip permutation test against the group's baseline on the same prompts and "
             f"seeds, Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g} "

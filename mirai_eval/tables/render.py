@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mirai_eval.tables.build import Cell, Table, build_table, scorer_summary
+from mirai_eval.tables.build import POWER, Cell, Table, build_table, scorer_summary
 from mirai_eval.tables.spec import TableSpec
 from mirai_train.atomic import atomic_write_text
 
@@ -118,6 +118,66 @@ class Span:
     last: int
 
 
+@dataclass(frozen=True)
+class EffectView:
+    """One line of an effects table: a method against its baseline on one column."""
+
+    pair: str  # "baseline vs method"
+    metric: str
+    horizon: str
+    baseline: str
+    method: str
+    difference: str
+    low: str
+    high: str
+    p_value: str
+    mark: bool
+    detectable: str  # the minimum detectable difference, or "n/a"
+    design: str  # "replicates x prompts"
+    paper: str  # the paper's reported difference, or "-"
+    needed: str  # replicates x prompts at which the paper's difference is the detectable one, or "-"
+
+
+def _effects(table: Table) -> list[EffectView]:
+    """Every (method, column) of an effects table, group by group."""
+    d, views = table.spec.decimals, []
+    for group in table.groups:
+        baselines = {line.model: line for line in group}
+        for line in group:
+            if line.baseline is None:
+                continue
+            base = baselines[line.baseline]
+            for column, cell, base_cell in zip(table.columns, line.cells, base.cells, strict=True):
+                effect = cell.effect
+                paper = (
+                    None
+                    if cell.reported is None or base_cell.reported is None
+                    else cell.reported - base_cell.reported
+                )
+                needed = None
+                if paper is not None and effect is not None and effect.variance is not None:
+                    needed = effect.variance.needed(paper, table.spec.bootstrap.alpha, POWER)
+                views.append(
+                    EffectView(
+                        pair=f"{base.label} vs {line.label}",
+                        metric=column.header,
+                        horizon=horizon_text(column.horizon),
+                        baseline=_number(base_cell.value, d),
+                        method=_number(cell.value, d),
+                        difference=_number(None if effect is None else effect.difference, d, sign=True),
+                        low=_number(None if effect is None else effect.low, d, sign=True),
+                        high=_number(None if effect is None else effect.high, d, sign=True),
+                        p_value="n/a" if cell.p_value is None else f"{cell.p_value:.3f}",
+                        mark=table.spec.significance and cell.significant,
+                        detectable=_number(None if effect is None else effect.detectable, d),
+                        design="n/a" if effect is None else f"{effect.replicates} x {effect.prompts}",
+                        paper="-" if paper is None else _number(paper, d, sign=True),
+                        needed="-" if needed is None else f"{needed[0]} x {needed[1]}",
+                    )
+                )
+    return views
+
+
 def _number(value: float | None, decimals: int, sign: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -169,6 +229,7 @@ def layout(table: Table) -> dict[str, Any]:
         body_columns=1 + width * len(table.columns),
         label=table.spec.name.replace("_", "-"),
         horizon_text=horizon_text,
+        effects=_effects(table) if table.spec.kind == "effects" else [],
     )
 
 

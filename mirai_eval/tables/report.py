@@ -4,7 +4,8 @@ A reader judges a method by looking, so every method is shown next to its baseli
 prompt and seed, at 5 s and at 30 s. Drift curves plot every dimension a horizon scores per window
 (`protocol: windows` or `clips`), one panel per dimension and horizon and one line per model of a
 group, baseline beside method: the mean over prompts (each prompt's mean over its seeds) with a 95%
-cluster-bootstrap band over prompts, as the tables' intervals. The report directory is self-contained: videos, plots and
+cluster-bootstrap band over prompts, as the tables' intervals; a model trained as several replicates
+(issue 17) is the mean over them, with a hierarchical band over replicates, then prompts. The report directory is self-contained: videos, plots and
 probe images are copied next to `index.html`, so it can be zipped or served as is.
 """
 
@@ -26,9 +27,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from mirai_eval.tables.build import Table
 from mirai_eval.tables.render import TEMPLATES, layout
 from mirai_eval.tables.rows import check_frame
-from mirai_eval.tables.stats import bootstrap_interval
+from mirai_eval.tables.stats import (
+    bootstrap_interval,
+    hierarchical_mean,
+    hierarchical_means,
+    percentile_interval,
+    replicate_prompt_means,
+)
 
-CURVE_COLUMNS = ["model", "horizon", "dimension", "prompt_index", "seed", "seconds", "value"]
+CURVE_COLUMNS = ["model", "horizon", "dimension", "replicate", "prompt_index", "seed", "seconds", "value"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,16 @@ def window_values(rows: pd.DataFrame) -> pd.DataFrame:
     windowed = rows[rows["windows"].notna() & rows["error"].isna()]
     return pd.DataFrame(
         [
-            (r.model, r.horizon, r.dimension, r.prompt_index, r.seed, i * float(r.window_seconds), value)
+            (
+                r.model,
+                r.horizon,
+                r.dimension,
+                r.replicate,
+                r.prompt_index,
+                r.seed,
+                i * float(r.window_seconds),
+                value,
+            )
             for r in windowed.itertuples()
             for i, value in enumerate(r.windows)
         ],
@@ -134,14 +150,22 @@ def window_values(rows: pd.DataFrame) -> pd.DataFrame:
 def _curve(
     values: pd.DataFrame, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Window starts, mean over prompts and the 95% bootstrap band over prompts (NaN with one prompt)."""
-    per_prompt = values.groupby(["seconds", "prompt_index"])["value"].mean() * 100.0
+    """Window starts, mean over prompts (and training replicates) and the 95% bootstrap band: over
+    prompts, or hierarchical over replicates then prompts when the model has several (NaN with one prompt)."""
     starts, means, lows, highs = [], [], [], []
-    for start, by_prompt in per_prompt.groupby(level="seconds"):
-        prompts = by_prompt.to_numpy()
-        low, high = bootstrap_interval(prompts, 1000, 0.05, rng) if len(prompts) >= 2 else (np.nan, np.nan)
+    for start, window in values.groupby("seconds"):
+        per_replicate = replicate_prompt_means(
+            window.set_index(["replicate", "prompt_index"])["value"] * 100.0
+        )
+        if not per_replicate:  # no value in this window (a measure's rule excluded every video)
+            continue
+        low = high = np.nan
+        if len(per_replicate) > 1:
+            low, high = percentile_interval(hierarchical_means(per_replicate, 1000, rng), 0.05)
+        elif len(per_replicate[0]) >= 2:
+            low, high = bootstrap_interval(per_replicate[0], 1000, 0.05, rng)
         starts.append(float(start))
-        means.append(prompts.mean())
+        means.append(hierarchical_mean(per_replicate))
         lows.append(low)
         highs.append(high)
     return np.array(starts), np.array(means), np.array(lows), np.array(highs)

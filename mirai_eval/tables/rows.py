@@ -35,6 +35,9 @@ class ScoreRow:
     # the windows' length; None for whole videos.
     windows: list[float] | None = None
     window_seconds: float | None = None
+    # The model's training replicate (manifest `train.replicates`; 0: the recipe as written): the
+    # top level of the hierarchical bootstrap, and what pairs a method with its baseline.
+    replicate: int = 0
 
     def __post_init__(self) -> None:
         if math.isnan(self.value) != (self.error is not None):

@@ -7,6 +7,8 @@ A manifest lists its tables as `TableSpec`s (YAML under `tables:`); every model 
     name: table1                    # output file stem: tables/generated/<name>.tex / .md
     kind: table1                    # table1 | ablation_window | ablation_alpha | ablation_depth
                                     # | ablation_weight | reported_vs_reproduced
+                                    # | effects (one line per method and column: the paired
+                                    #   difference, its interval, p, minimum detectable effect)
     title: "VBench at 5 s and consistency at 30 s"
     groups:                         # bold marks the best row within each group
       - rows:
@@ -53,6 +55,7 @@ Kind = Literal[
     "ablation_depth",
     "ablation_weight",
     "reported_vs_reproduced",
+    "effects",
 ]
 COMPOSITES = {"quality": QUALITY, "semantic": SEMANTIC, "total": QUALITY + SEMANTIC}
 LABELS = {

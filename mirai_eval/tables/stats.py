@@ -1,16 +1,28 @@
-"""Statistics over prompts: cluster bootstrap intervals, paired sign-flip permutation tests, Holm.
+"""Statistics over prompts and training replicates: cluster bootstrap intervals, paired tests, Holm,
+and minimum detectable effects.
 
 The unit of resampling is the prompt: videos of one prompt (its samples and seeds) are not
 independent, so every statistic starts from per-prompt means and resamples prompts. The
 percentile interval and the permutation p-value follow scipy.stats.bootstrap (method
 "percentile") and scipy.stats.permutation_test (paired "samples", two-sided) and are tested
 against them; they are reimplemented here to resample per cell with seeds the caption records.
+
+A model trained more than once (training replicates) adds a level above the prompt: one trained
+model's videos share its training noise. `hierarchical_means` resamples replicates, then prompts
+within each drawn replicate (the two-stage bootstrap of Davison and Hinkley, Bootstrap Methods and
+their Application, 1997, section 3.8), and the paired test inverts that interval. `Variance`
+splits paired differences into between-replicate and within-replicate (prompt) parts by the method
+of moments of a one-way random-effects model, which gives the minimum detectable effect of a
+design with S replicates and P prompts.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -72,3 +84,94 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def replicate_prompt_means(values: pd.Series) -> list[np.ndarray]:
+    """Per training replicate (in order), its per-prompt means of a series indexed by `replicate` and
+    `prompt_index`; NaN (a video its dimension excludes) left out, and prompts with none dropped."""
+    means = values.groupby(level=["replicate", "prompt_index"], sort=True).mean().dropna()
+    return [group.to_numpy() for _, group in means.groupby(level="replicate", sort=True)]
+
+
+def hierarchical_mean(per_replicate: Sequence[np.ndarray]) -> float:
+    """The mean over replicates of each replicate's mean over prompts (replicates weigh alike)."""
+    return float(np.mean([prompts.mean() for prompts in per_replicate]))
+
+
+def hierarchical_means(
+    per_replicate: Sequence[np.ndarray], resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Bootstrap distribution of `hierarchical_mean`: each resample draws as many replicates as there
+    are, with replacement, and for each draw resamples that replicate's prompts with replacement."""
+    count = len(per_replicate)
+    if count < 1 or min(len(p) for p in per_replicate) < 1:
+        raise ValueError("a hierarchical bootstrap needs at least one replicate with a prompt")
+    chosen = rng.integers(0, count, (resamples, count))
+    # draws[b, j, r]: replicate r's prompt-resampled mean for draw j of resample b (independent per draw)
+    draws = np.stack(
+        [p[rng.integers(0, len(p), (resamples, count, len(p)))].mean(axis=-1) for p in per_replicate], axis=-1
+    )
+    return np.take_along_axis(draws, chosen[..., None], axis=-1)[..., 0].mean(axis=-1)
+
+
+def percentile_interval(means: np.ndarray, alpha: float) -> tuple[float, float]:
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def bootstrap_p(means: np.ndarray) -> float:
+    """Two-sided p of a zero mean from a bootstrap distribution of a paired difference: the
+    smallest alpha whose percentile interval excludes 0, with the (count + 1) / (resamples + 1)
+    correction, so it is never 0."""
+    below = (np.count_nonzero(means <= 0) + 1) / (len(means) + 1)
+    above = (np.count_nonzero(means >= 0) + 1) / (len(means) + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+@dataclass(frozen=True)
+class Variance:
+    """Variance components of paired differences (one-way random effects, method of moments):
+    `between` training replicates (None with one replicate: unmeasured) and `within` one, over prompts."""
+
+    between: float | None
+    within: float
+    replicates: int
+    prompts: float  # mean prompts per replicate
+
+    @classmethod
+    def of(cls, per_replicate: Sequence[np.ndarray]) -> Variance | None:
+        """None when no replicate has two prompts (no within-replicate variance to measure)."""
+        usable = [p for p in per_replicate if len(p) >= 2]
+        if not usable:
+            return None
+        within = float(np.mean([p.var(ddof=1) for p in usable]))
+        prompts = float(np.mean([len(p) for p in per_replicate]))
+        between = None
+        if len(per_replicate) >= 2:
+            replicate_means = np.array([p.mean() for p in per_replicate])
+            between = max(0.0, float(replicate_means.var(ddof=1)) - within / prompts)
+        return cls(between, within, len(per_replicate), prompts)
+
+    def standard_error(self, replicates: int, prompts: float) -> float:
+        """Of the mean difference with `replicates` replicate pairs of `prompts` prompts each."""
+        return math.sqrt(((self.between or 0.0) + self.within / prompts) / replicates)
+
+    def detectable(self, alpha: float, power: float, replicates: int, prompts: float) -> float:
+        """The minimum detectable difference, normal approximation: (z_{1-alpha/2} + z_power) x SE."""
+        z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+        return z * self.standard_error(replicates, prompts)
+
+    def needed(self, effect: float, alpha: float, power: float) -> tuple[int, int] | None:
+        """(replicates, prompts) at which `effect` becomes the minimum detectable difference: more
+        prompts at this many replicates if that can get there, else more replicates at this many
+        prompts; None for a zero effect."""
+        if effect == 0:
+            return None
+        z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+        target = (abs(effect) / z) ** 2  # the standard error's square that detects `effect`
+        between = self.between or 0.0
+        if between / self.replicates < target:
+            prompts = math.ceil(self.within / (self.replicates * target - between))
+            return self.replicates, max(prompts, 2)
+        prompts = math.ceil(self.prompts)
+        return max(math.ceil((between + self.within / prompts) / target), 2), prompts
