@@ -204,7 +204,8 @@ def planning_gap(session: nox.Session) -> None:
     replicates of every arm of manifests/toy/planning_gap.yaml (about 2 hours on 2 cores from nothing).
 
     Two shards run side by side (the first trains what is missing while the second waits on the
-    chain's lock; both then generate and score their half), then one process aggregates and renders.
+    chain's lock; both then generate and score their half), then one process aggregates, commits the
+    table with its rows and lock (`mirai-eval lock`) and writes the HTML report.
     Everything resumes through the store: run it again after a kill. Output: runs/planning-gap-logs/.
     """
     import subprocess
@@ -234,6 +235,9 @@ def planning_gap(session: nox.Session) -> None:
         session.error(f"a shard failed:\n{tails}")
     session.run(*command)
     session.run(python, "-m", "mirai_eval", "lock", "--manifest", manifest, "--out", "tables/generated")
+    # The HTML report: the table, baseline and method videos side by side, the planning-gap drift curves
+    # with bands over replicates and prompts (runs/toy_planning_gap/tables/report/index.html).
+    session.run(python, "-m", "mirai_eval", "render", "--manifest", manifest, "--report")
 
 
 @project_session

@@ -194,8 +194,9 @@ def test_training_noise_hides_an_effect_the_prompts_alone_would_show() -> None:
     assert loud.effect.detectable > 3 * quiet.effect.detectable
     single = build_table(_rows(0.01, 1, training_sd=0.03), spec, scale="toy", scorer_signature="toy:x")
     effect = single.groups[0][1].cells[0].effect
-    assert effect is not None and not effect.seeds_measured and effect.variance is not None
+    assert effect is not None and effect.replicates == 1 and effect.variance is not None
     assert effect.variance.between is None
+    assert "between-replicate variance is unmeasured" in single.caption
 
 
 def test_single_replicate_tables_are_unchanged_by_the_replicate_level() -> None:

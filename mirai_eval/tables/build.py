@@ -63,8 +63,7 @@ class Effect:
     detectable: float | None  # None with one prompt
     replicates: int
     prompts: int
-    variance: Variance | None
-    seeds_measured: bool  # False with one replicate: the detectable difference ignores training noise
+    variance: Variance | None  # its `between` is None with one replicate: training noise unmeasured
 
 
 @dataclass(frozen=True)
@@ -285,7 +284,6 @@ def _effect(differences: list[np.ndarray] | None, spec: TableSpec, rng: np.rando
         len(differences),
         prompts,
         variance,
-        len(differences) > 1,
     )
 
 
@@ -407,6 +405,12 @@ def _caption(
             "variance / replicates + within-replicate (prompt) variance / (replicates x prompts) of the "
             "paired differences (method of moments, normal approximation); paper: the paper's reported "
             "difference where it reports the column, and the replicates x prompts at which it would be the MDE"
+            + (
+                ""
+                if replicates > 1
+                else "; with one training replicate the between-replicate variance is unmeasured and left "
+                "out, so the MDE is too small"
+            )
         )
     windowed = [
         f"{c.header} = {c.metric}, {SUMMARY_LABELS[c.summary]}, at {c.horizon}"
