@@ -419,7 +419,9 @@ def _caption(
     ]
     if windowed:
         parts.append("per-window columns (differences and slopes in points): " + "; ".join(windowed))
-    if reported is not None:
+    if reported is not None and spec.kind == "effects":
+        parts.append(f"The paper's differences: {reported.source}")
+    elif reported is not None:
         parts.append(f"Reported: {reported.source}; difference = reproduced - reported")
         if scale == "toy":
             parts.append(
@@ -450,11 +452,14 @@ def _caption(
             f"({spec.bootstrap.permutations} random sign flips, or all of them for up to "
             f"{min(MAX_EXACT_PROMPTS, int(np.log2(spec.bootstrap.permutations)))} prompts; seed {spec.bootstrap.seed})"
         )
-    parts.append(
-        "bold: best within each group"
-        + "".join(f"; {c.header}: lower is better" for c in spec.columns if c.best == "lower")
-        + "".join(f"; {c.header}: not marked (no better direction)" for c in spec.columns if c.best == "none")
-    )
+    if spec.kind != "effects":  # an effects table marks no best row
+        parts.append(
+            "bold: best within each group"
+            + "".join(f"; {c.header}: lower is better" for c in spec.columns if c.best == "lower")
+            + "".join(
+                f"; {c.header}: not marked (no better direction)" for c in spec.columns if c.best == "none"
+            )
+        )
     notes = sorted({c.note for g in groups for line in g for c in line.cells if c.note})
     if notes:
         parts.append("n/a or reweighted: " + "; ".join(notes))
