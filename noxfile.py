@@ -209,22 +209,28 @@ def planning_gap(session: nox.Session) -> None:
     table with its rows and lock (`mirai-eval lock`) and writes the HTML report.
     Everything resumes through the store: run it again after a kill. Output: runs/planning-gap-logs/.
     """
+    import os
     import subprocess
 
     python = _project_python(session)
     manifest = LOCKED[0]
+    # rich draws its progress bars into the log files as on a terminal, so `tail -f` shows them.
+    live = dict(os.environ, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
     logs = Path("runs/planning-gap-logs")
     logs.mkdir(parents=True, exist_ok=True)
     command = [python, "-m", "mirai_eval", "run", "--manifest", manifest]
     shards = []
     for shard in range(2):
         log = logs / f"shard-{shard}.log"
-        session.log(f"{' '.join(command[1:])} --shard {shard}/2  (output: {log})")
+        session.log(f"{' '.join(command[1:])} --shard {shard}/2  (progress: tail -f {log})")
         shards.append(
             (
                 log,
                 subprocess.Popen(
-                    [*command, "--shard", f"{shard}/2"], stdout=log.open("a"), stderr=subprocess.STDOUT
+                    [*command, "--shard", f"{shard}/2"],
+                    stdout=log.open("a"),
+                    stderr=subprocess.STDOUT,
+                    env=live,
                 ),
             )
         )
