@@ -38,13 +38,13 @@ from mirai_eval.tables.spec import (
 from mirai_eval.tables.stats import (
     MAX_EXACT_PROMPTS,
     Variance,
-    bootstrap_interval,
     bootstrap_p,
     hierarchical_mean,
     hierarchical_means,
     holm,
     paired_permutation_p,
     percentile_interval,
+    replicate_interval,
     replicate_prompt_means,
 )
 from mirai_eval.tables.windows import SUMMARY_LABELS, Summary, summarise
@@ -222,18 +222,14 @@ def _cell(metric: _Metric, spec: TableSpec, rng: np.random.Generator) -> Cell:
         return Cell(value=None, note=metric.note)
     per_replicate = replicate_prompt_means(metric.values)  # excluded videos (NaN) left out
     prompts = len(set(metric.values.dropna().index.get_level_values("prompt_index")))
-    low = high = None
-    if len(per_replicate) > 1:  # training replicates: resample them, then prompts
-        if spec.intervals:
-            means = hierarchical_means(per_replicate, spec.bootstrap.resamples, rng)
-            low, high = percentile_interval(means, spec.bootstrap.alpha)
-        return Cell(hierarchical_mean(per_replicate), low, high, prompts, note=metric.note)
-    per_prompt = per_replicate[0] if per_replicate else np.array([])
-    if spec.intervals and len(per_prompt) >= 2:
-        low, high = bootstrap_interval(per_prompt, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
-    return Cell(
-        float(per_prompt.mean()) if len(per_prompt) else math.nan, low, high, prompts, note=metric.note
+    value = hierarchical_mean(per_replicate) if per_replicate else math.nan
+    interval = (
+        replicate_interval(per_replicate, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
+        if spec.intervals
+        else None
     )
+    low, high = interval or (None, None)
+    return Cell(value, low, high, prompts, note=metric.note)
 
 
 def _differences(method: _Metric, baseline: _Metric) -> list[np.ndarray] | None:

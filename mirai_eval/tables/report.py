@@ -27,13 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from mirai_eval.tables.build import Table
 from mirai_eval.tables.render import TEMPLATES, layout
 from mirai_eval.tables.rows import check_frame
-from mirai_eval.tables.stats import (
-    bootstrap_interval,
-    hierarchical_mean,
-    hierarchical_means,
-    percentile_interval,
-    replicate_prompt_means,
-)
+from mirai_eval.tables.stats import hierarchical_mean, replicate_interval, replicate_prompt_means
 
 CURVE_COLUMNS = ["model", "horizon", "dimension", "replicate", "prompt_index", "seed", "seconds", "value"]
 
@@ -159,11 +153,7 @@ def _curve(
         )
         if not per_replicate:  # no value in this window (a measure's rule excluded every video)
             continue
-        low = high = np.nan
-        if len(per_replicate) > 1:
-            low, high = percentile_interval(hierarchical_means(per_replicate, 1000, rng), 0.05)
-        elif len(per_replicate[0]) >= 2:
-            low, high = bootstrap_interval(per_replicate[0], 1000, 0.05, rng)
+        low, high = replicate_interval(per_replicate, 1000, 0.05, rng) or (np.nan, np.nan)
         starts.append(float(start))
         means.append(hierarchical_mean(per_replicate))
         lows.append(low)

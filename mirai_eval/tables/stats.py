@@ -43,9 +43,7 @@ def bootstrap_interval(
     if n < 2:
         raise ValueError(f"a bootstrap interval needs at least 2 prompts, got {n}")
     index = rng.integers(0, n, (resamples, n))
-    means = per_prompt[index].mean(axis=-1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return percentile_interval(per_prompt[index].mean(axis=-1), alpha)
 
 
 def paired_permutation_p(differences: np.ndarray, permutations: int, rng: np.random.Generator) -> float:
@@ -119,6 +117,18 @@ def percentile_interval(means: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def replicate_interval(
+    per_replicate: Sequence[np.ndarray], resamples: int, alpha: float, rng: np.random.Generator
+) -> tuple[float, float] | None:
+    """The interval of `hierarchical_mean`: hierarchical with several replicates, over prompts with one;
+    None with one replicate of fewer than two prompts."""
+    if len(per_replicate) > 1:
+        return percentile_interval(hierarchical_means(per_replicate, resamples, rng), alpha)
+    if per_replicate and len(per_replicate[0]) >= 2:
+        return bootstrap_interval(per_replicate[0], resamples, alpha, rng)
+    return None
+
+
 def bootstrap_p(means: np.ndarray) -> float:
     """Two-sided p of a zero mean from a bootstrap distribution of a paired difference: the
     smallest alpha whose percentile interval excludes 0, with the (count + 1) / (resamples + 1)
@@ -126,6 +136,11 @@ def bootstrap_p(means: np.ndarray) -> float:
     below = (np.count_nonzero(means <= 0) + 1) / (len(means) + 1)
     above = (np.count_nonzero(means >= 0) + 1) / (len(means) + 1)
     return float(min(1.0, 2 * min(below, above)))
+
+
+def _z(alpha: float, power: float) -> float:
+    """z_{1-alpha/2} + z_power: minimum detectable differences in standard errors (two-sided test)."""
+    return NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
 
 
 @dataclass(frozen=True)
@@ -158,8 +173,7 @@ class Variance:
 
     def detectable(self, alpha: float, power: float, replicates: int, prompts: float) -> float:
         """The minimum detectable difference, normal approximation: (z_{1-alpha/2} + z_power) x SE."""
-        z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-        return z * self.standard_error(replicates, prompts)
+        return _z(alpha, power) * self.standard_error(replicates, prompts)
 
     def needed(self, effect: float, alpha: float, power: float) -> tuple[int, int] | None:
         """(replicates, prompts) at which `effect` becomes the minimum detectable difference: more
@@ -167,8 +181,7 @@ class Variance:
         prompts; None for a zero effect."""
         if effect == 0:
             return None
-        z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-        target = (abs(effect) / z) ** 2  # the standard error's square that detects `effect`
+        target = (abs(effect) / _z(alpha, power)) ** 2  # the standard error's square that detects `effect`
         between = self.between or 0.0
         if between / self.replicates < target:
             prompts = math.ceil(self.within / (self.replicates * target - between))
