@@ -243,8 +243,10 @@ def planning_gap(session: nox.Session) -> None:
     session.run(*command)
     session.run(python, "-m", "mirai_eval", "lock", "--manifest", manifest, "--out", "tables/generated")
     # The HTML report: the table, baseline and method videos side by side, the planning-gap drift curves
-    # with bands over replicates and prompts (runs/toy_planning_gap/tables/report/index.html).
-    session.run(python, "-m", "mirai_eval", "render", "--manifest", manifest, "--report")
+    # with bands over replicates and prompts, the probe over replicates (its plot, then each replicate's
+    # readout images) (runs/toy_planning_gap/tables/report/index.html).
+    probes = "runs/toy_planning_gap/probe"
+    session.run(python, "-m", "mirai_eval", "render", "--manifest", manifest, "--report", "--probes", probes)
 
 
 @project_session

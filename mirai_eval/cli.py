@@ -418,7 +418,10 @@ def render_command(
         bool, typer.Option("--report", help="Also write <out>/report/index.html (videos from the store).")
     ] = False,
     probes: Annotated[
-        Path | None, typer.Option("--probes", help="A folder of probe images (png) to show in the report.")
+        Path | None,
+        typer.Option(
+            "--probes", help="A probe's folder: its images (png, subfolders too) are shown in the report."
+        ),
     ] = None,
     fidelity: Annotated[
         Path | None,
@@ -452,7 +455,11 @@ def render_command(
     if report:
         store = Store(spec.store)
         videos = {key: store.video_path(key) for key in frame["video"].unique()}
-        images = {p.stem: p for p in sorted(probes.glob("*.png"))} if probes else {}
+        images = (
+            {str(p.relative_to(probes).with_suffix("")): p for p in sorted(probes.rglob("*.png"))}
+            if probes
+            else {}
+        )
         index = write_report(
             folder / "report",
             tables,

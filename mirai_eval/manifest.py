@@ -241,6 +241,21 @@ def _references(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
             if label is not None and label not in labels:
                 loc = ("probe", "models", p, field_name)
                 problems.append((loc, f"{label!r} is not a model label of this manifest; labels: {labels}"))
+    if manifest.probe is not None:  # replicate k of every probed model is probed together (pipeline/run.py)
+        names = {m.model for m in manifest.probe.models} | {m.baseline for m in manifest.probe.models}
+        counts = {
+            m.label: m.train.replicates if m.train is not None else 1
+            for m in manifest.models
+            if m.label in names
+        }
+        if len(set(counts.values())) > 1:
+            problems.append(
+                (
+                    ("probe", "models"),
+                    f"the probed models are trained as different numbers of replicates ({counts}); "
+                    "probe models with the same `train.replicates`",
+                )
+            )
     for t, table in enumerate(manifest.tables):
         for g, group in enumerate(table.groups):
             for r, row in enumerate(group.rows):

@@ -180,6 +180,25 @@ def test_probe_section_names_model_labels(tmp_path: Path, monkeypatch: pytest.Mo
     ]
 
 
+def test_probed_models_share_their_replicate_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planning-gap manifest probes replicate k of every probed model together, so their counts agree."""
+    monkeypatch.chdir(ROOT)
+    path = ROOT / "manifests" / "toy" / "planning_gap.yaml"
+    assert load_manifest(path).manifest.probe is not None
+    text = path.read_text()
+    line = "run: dmd_sf_chunkwise_mirai, replicates: 3}"
+    assert line in text
+    broken = tmp_path / "planning_gap.yaml"
+    broken.write_text(text.replace(line, line.replace("3", "2")))
+    with pytest.raises(ConfigError) as info:
+        load_manifest(broken)
+    assert any(
+        "probe.models: the probed models are trained as different numbers of replicates" in p
+        and "'Self-Forcing (chunk-wise) + Video-Mirai': 2" in p
+        for p in info.value.problems
+    )
+
+
 def test_vbench_prompts_need_the_full_info_file_before_any_work(tmp_path: Path) -> None:
     """VBench's standard protocol scores each dimension on its own prompts, listed in VBench_full_info.json."""
     text = (ROOT / "manifests" / "table1.yaml").read_text()

@@ -147,6 +147,8 @@ def test_pdflatex_compiles_every_kind(tmp_path: Path) -> None:
 
 
 def test_render_command_writes_tables_and_report_from_rows(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
     from typer.testing import CliRunner
 
     from mirai_eval.cli import app
@@ -177,8 +179,16 @@ tables:
     groups: [{{rows: [{{model: "{BASE}"}}, {{model: "{MIRAI}", baseline: "{BASE}"}}]}}]
 """
     )
-    result = CliRunner().invoke(app, ["render", "--manifest", str(manifest), "--report"])
+    probes = tmp_path / "probe"  # a probe over replicates: its summary plot, then each replicate's images
+    (probes / "replicate-1").mkdir(parents=True)
+    for image in ("probe_replicates.png", "replicate-1/probe-0.png"):
+        plt.imsave(probes / image, np.zeros((4, 4)))
+    result = CliRunner().invoke(
+        app, ["render", "--manifest", str(manifest), "--report", "--probes", str(probes)]
+    )
     assert result.exit_code == 0, result.output
+    html = (tmp_path / "out" / "tables" / "report" / "index.html").read_text()
+    assert html.index("probe_replicates") < html.index("replicate-1/probe-0")
     tex = (tmp_path / "out" / "tables" / "table1.tex").read_text()
     _balanced(tex)
     assert "toy:" in tex and "Test table" in tex

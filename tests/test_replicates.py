@@ -1,15 +1,18 @@
 """Training replicates (issue 17): the reseeded recipe, the plan's keys, the hierarchical bootstrap,
-variance components and minimum detectable effects, and the effects table."""
+variance components and minimum detectable effects, the effects table and the probe over replicates."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from mirai_eval.probe.replicates import render_summary, summarise
+from mirai_eval.probe.spec import ProbeSpec
 from mirai_eval.tables.build import build_table
 from mirai_eval.tables.render import render
 from mirai_eval.tables.rows import ScoreRow, to_frame
@@ -213,3 +216,63 @@ def test_single_replicate_tables_are_unchanged_by_the_replicate_level() -> None:
         "cluster-bootstrap percentile interval over prompts"
         in build_table(frame, spec, scale="toy", scorer_signature="toy:x").caption
     )
+
+
+def _probe_documents(gains: dict[str, list[float]], videos: int = 4) -> list[dict[str, Any]]:
+    """probe.json documents, one per replicate: every video's collapse PSNR 15 dB, readout 15 + gain."""
+    rng = np.random.default_rng(3)
+    documents = []
+    for k in range(len(next(iter(gains.values())))):
+        models = {}
+        for label, per_replicate in gains.items():
+            jitter = rng.normal(0, 0.5, videos)  # video to video, the same for both PSNRs of a video
+            readout = 15 + per_replicate[k] + jitter
+            models[label] = {
+                "deltas": [
+                    {
+                        "delta": 1,
+                        "readout_future_mses": list(10 ** (-readout / 10)),
+                        "current_future_mses": list(10 ** (-(15 + jitter) / 10)),
+                    }
+                ]
+            }
+        documents.append({"models": models})
+    return documents
+
+
+def _probe_spec() -> ProbeSpec:
+    return ProbeSpec.model_validate(
+        {"models": [{"model": BASE}, {"model": MIRAI, "baseline": BASE}], "max_delta": 1}
+    )
+
+
+def test_probe_over_replicates_pairs_replicates_and_videos() -> None:
+    # The method gains 2 dB more than its baseline in every replicate, though replicates move both by 3 dB.
+    documents = _probe_documents({BASE: [1.0, 4.0, 7.0], MIRAI: [3.0, 6.0, 9.0]})
+    base, method = summarise(_probe_spec(), documents)
+    assert base.gain.value == pytest.approx(4.0, abs=0.3) and base.difference is None
+    assert base.gain.low is not None and base.gain.high is not None and base.gain.high - base.gain.low > 3
+    assert method.difference is not None and method.difference.value == pytest.approx(2.0, abs=0.4)
+    assert method.difference.low is not None and method.difference.low > 0.5  # pairing removes the 3 dB
+    assert method.p_value is not None and method.p_value < 0.01
+    assert (method.replicates, method.videos) == (3, 4)
+    assert method.readout.value == pytest.approx(15 + 6.0, abs=0.5)  # PSNR, not its gain
+    markdown = render_summary(_probe_spec(), [base, method], "md")
+    assert f"| {MIRAI} | 1 |" in markdown and "over 3 training replicates" in markdown
+
+    # No difference: replicates disagree in sign, so the interval straddles 0 and p is large.
+    documents = _probe_documents({BASE: [2.0, 2.0, 2.0], MIRAI: [4.0, 0.0, 2.0]})
+    _, method = summarise(_probe_spec(), documents)
+    assert method.difference is not None and method.difference.low is not None
+    assert method.difference.high is not None and method.difference.low < 0 < method.difference.high
+    assert method.p_value is not None and method.p_value > 0.2
+
+
+def test_probe_over_replicates_reports_an_exact_prediction_as_unavailable() -> None:
+    documents = _probe_documents({BASE: [1.0, 2.0], MIRAI: [2.0, 3.0]})
+    documents[1]["models"][MIRAI]["deltas"][0]["readout_future_mses"][0] = 0.0
+    base, method = summarise(_probe_spec(), documents)
+    assert base.gain.value is not None
+    assert method.gain.value is None and method.gain.reason is not None and "MSE 0" in method.gain.reason
+    assert method.difference is not None and method.difference.value is None
+    assert "n/a: " in render_summary(_probe_spec(), [base, method], "md")

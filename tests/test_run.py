@@ -3,6 +3,7 @@ Table 1 manifest through every stage with tiny stand-ins for its checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
-from mirai_eval.manifest import load_manifest
+from mirai_eval.manifest import TrainSource, load_manifest
 from mirai_eval.pipeline.score import OUTSIDE_SUITE
 from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.profiles import TOY_UNAVAILABLE
@@ -295,6 +296,46 @@ def test_a_finished_probe_is_reused_from_the_store(project: Path, reference: byt
     assert (project / "out-probed" / "probe" / "probe.json").read_bytes() == probe_json
     assert (project / "out-probed" / "probe" / "probe.md").is_file()
     assert (project / "out-probed" / "rows.jsonl").read_bytes() == reference
+
+
+def test_a_probe_over_replicates_probes_each_and_pairs_them(project: Path) -> None:
+    """Models trained as replicates are probed replicate by replicate, each stored alone, then summarised.
+    Replicate 1 here swaps the two checkpoints, so its method is replicate 0's baseline and the other
+    way round: the paired gain differences of the two replicates cancel exactly."""
+    from mirai_eval.pipeline.plan import model_key
+    from mirai_eval.pipeline.run import Timings, load_plan, stored_probe
+    from mirai_eval.pipeline.store import Store
+    from mirai_eval.probe.replicates import summarise
+
+    path = manifest(project, "probed-replicates")
+    path.write_text(path.read_text() + PROBE)
+    os.chdir(project)
+    plan = load_plan(path)
+    train = TrainSource(chain=Path("chain.yaml"), run="dmd", replicates=2)
+    models = {}
+    for label, other in (("Base", "Base + Video-Mirai"), ("Base + Video-Mirai", "Base")):
+        entry = plan.models[label].entry.model_copy(update={"train": train})
+        models[label] = dataclasses.replace(plan.models[label], entry=entry)
+        models[model_key(label, 1)] = dataclasses.replace(plan.models[other], entry=entry, replicate=1)
+    plan = dataclasses.replace(plan, models=models)
+    store, out = Store(project / "store-probed-replicates"), project / "out-probed-replicates" / "probe"
+
+    timings = Timings()
+    files = stored_probe(plan, store, out, "cpu", timings)
+    assert timings.counts["probed"] == 2
+    documents = [json.loads((out / f"replicate-{k}" / "probe.json").read_text()) for k in range(2)]
+    assert documents[1]["models"]["Base"]["deltas"] == documents[0]["models"]["Base + Video-Mirai"]["deltas"]
+    assert "(training replicate 1)" in (out / "replicate-1" / "probe.md").read_text()
+    assert {Path(files[f]).name for f in ("md", "tex", "png")} == {
+        f"probe_replicates.{f}" for f in ("md", "tex", "png")
+    }
+    assert plan.manifest.probe is not None
+    for row in summarise(plan.manifest.probe, documents):
+        if row.difference is not None:
+            assert row.difference.value == pytest.approx(0.0, abs=1e-9)
+    again = Timings()
+    stored_probe(plan, store, out, "cpu", again)
+    assert again.counts["probed"] == 0
 
 
 def test_changed_checkpoint_is_refused_by_sha256(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

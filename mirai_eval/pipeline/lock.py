@@ -3,8 +3,8 @@ them stale.
 
 `nox -s planning_gap` trains 27 models for hours; CI cannot. So such a manifest's tables are
 committed with their score rows (`<stem>.rows.jsonl`) and a lock (`<stem>.lock.json`) of
-everything upstream of those rows: the manifest without its `tables:` (models, prompts, horizons,
-scoring), the digest of every training chain (recipes and training code), the generation code and
+everything upstream of those rows: the manifest without its `tables:` and `probe:` (models, prompts,
+horizons, scoring), the digest of every training chain (recipes and training code), the generation code and
 every scorer signature (scoring code and scoring weights). `check_lock` recomputes them, without
 training or scoring anything, and renders the tables again from the committed rows: any change
 upstream, in the rows or in the tables code shows as a named difference (tests/test_locks.py).
@@ -37,7 +37,7 @@ def upstream(manifest: Path) -> dict[str, Any]:
     spec = load_manifest(manifest).manifest
     chains = sorted({str(m.train.chain) for m in spec.models if m.train is not None})
     return {
-        "manifest": digest(spec.model_dump(mode="json", exclude={"tables"})),
+        "manifest": digest(spec.model_dump(mode="json", exclude={"tables", "probe"})),
         "chains": {chain: chain_digest(chain) for chain in chains},
         "generation_code": GENERATION_CODE,
         "scorers": make_scorer(spec, "cpu").signatures,

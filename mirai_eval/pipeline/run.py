@@ -33,6 +33,7 @@ from rich.table import Table
 from mirai_eval.pipeline.plan import Job, ModelSource, Plan, model_key, training_runs
 from mirai_eval.pipeline.score import Scorer, score_jobs
 from mirai_eval.pipeline.store import Store
+from mirai_eval.probe.spec import ProbeSpec
 from mirai_eval.scoring.dimensions import EXCLUDED
 from mirai_eval.scoring.runner import OVER_STATIC_CAP, over_static_cap
 from mirai_eval.tables.rows import ScoreRow, slug, to_frame
@@ -528,17 +529,43 @@ def _execute(
 
 
 def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timings) -> dict[str, str]:
-    """The manifest's probe from the store (keyed by its spec, the probed checkpoints' content and the
-    probe's code), computed first when absent; its files are copied to `out`."""
+    """The manifest's probe from the store, computed first when absent; its files are copied to `out`.
+
+    Models trained as several replicates are probed replicate by replicate (`out/replicate-K/`, each
+    stored alone), then summarised over replicates (`probe/replicates.py`) into `out`."""
+    from mirai_eval.probe.replicates import write_summary
+
+    spec = plan.manifest.probe
+    assert spec is not None
+    probed = sorted({m.model for m in spec.models} | {m.baseline for m in spec.models if m.baseline})
+    train = plan.models[probed[0]].entry.train
+    replicates = train.replicates if train is not None else 1  # the same for every probed model (manifest)
+    timings.counts["probed"] = 0
+    if replicates == 1:
+        return _stored_probe(
+            spec, {label: plan.models[label] for label in probed}, store, out, device, timings
+        )
+    documents = []
+    for k in range(replicates):
+        sources = {label: plan.models[model_key(label, k)] for label in probed}
+        title = f"{spec.title} (training replicate {k})"
+        folder = out / f"replicate-{k}"
+        _stored_probe(spec.model_copy(update={"title": title}), sources, store, folder, device, timings)
+        documents.append(json.loads((folder / "probe.json").read_text(encoding="utf-8")))
+    files = write_summary(spec, documents, out)
+    return {fmt: str(path) for fmt, path in files.items()} | {"replicates": str(out)}
+
+
+def _stored_probe(
+    spec: ProbeSpec, sources: dict[str, ModelSource], store: Store, out: Path, device: str, timings: Timings
+) -> dict[str, str]:
+    """One probe of `sources` (label -> checkpoint) from the store (keyed by its spec, the checkpoints'
+    content and the probe's code), computed first when absent; copied to `out`."""
     import shutil
 
     from mirai_eval.pipeline.plan import digest
     from mirai_eval.probe.experiment import PROBE_CODE, run_probe
 
-    spec = plan.manifest.probe
-    assert spec is not None
-    probed = {m.model for m in spec.models} | {m.baseline for m in spec.models if m.baseline}
-    sources = {label: plan.models[label] for label in sorted(probed)}
     key = digest(
         {
             "spec": spec.model_dump(mode="json"),
@@ -547,7 +574,6 @@ def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timi
         }
     )
     folder = store.probe_dir(key)
-    timings.counts["probed"] = 0
     if not (folder / "probe.json").is_file():
         store.put_probe(
             key,
@@ -556,7 +582,7 @@ def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timi
                 use_ema={label: s.entry.ema for label, s in sources.items()}, device=device,
             ),
         )  # fmt: skip
-        timings.counts["probed"] = 1
+        timings.counts["probed"] += 1
     shutil.copytree(folder, out, dirs_exist_ok=True)
     files = {path.suffix[1:]: str(out / path.name) for path in sorted(folder.glob(f"{spec.name}.*"))}
     return files | {"json": str(out / "probe.json")}

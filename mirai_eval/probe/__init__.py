@@ -6,4 +6,5 @@ measure.py     rollouts, taps and the measures per model
 readout.py     the per-look-ahead readout MLPs
 sprites.py     sprite positions from decoded readout images (the toy scale's ground truth)
 render.py      tables and image panels
+replicates.py  the probe over training replicates: intervals and paired differences (issue 17)
 """

@@ -58,7 +58,7 @@ PROBE_CODE = source_version(
     [
         *sorted(Path(__file__).parent.glob("*.py")),
         *GENERATION_SOURCES,
-        *sorted(TEMPLATES.glob("probe.*.j2")),
+        *sorted(TEMPLATES.glob("probe*.j2")),
     ]
 )
 

@@ -261,6 +261,8 @@ def measure_model(
                 readout_current=psnr([e.readout_current for e in errors[d]]),
                 readout_future_mse=float(np.mean([e.readout_future for e in errors[d]])),
                 current_future_mse=float(np.mean([e.current_future for e in errors[d]])),
+                readout_future_mses=[e.readout_future for e in errors[d]],
+                current_future_mses=[e.current_future for e in errors[d]],
                 readout_average=avg["readout_average"],
                 readout_single=avg["readout_single"],
                 spread=avg["spread"],

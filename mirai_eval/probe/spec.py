@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from mirai_eval.tables.spec import Bootstrap
 from mirai_train.config_files import Strict
 
 Label = Annotated[str, Field(min_length=1)]
@@ -65,6 +66,7 @@ class ProbeSpec(Strict):
     continuations: int = Field(default=4, ge=2)
     context_blocks: int = Field(default=1, ge=1)  # shared context of the continuations
     average_prompts: int = Field(default=4, ge=1)  # held-out prompts that get continuations
+    bootstrap: Bootstrap = Bootstrap()  # the intervals over training replicates (`replicates.py`)
 
     @model_validator(mode="after")
     def _check(self) -> ProbeSpec:
@@ -113,6 +115,8 @@ class DeltaResult:
     readout_current: Value  # PSNR, readout vs segment i
     readout_future_mse: float
     current_future_mse: float
+    readout_future_mses: list[float]  # per held-out video, in prompt order (the replicate summary's data)
+    current_future_mses: list[float]
     readout_average: Value  # MSE to the mean of the continuations
     readout_single: Value  # mean MSE to each continuation
     spread: Value  # mean MSE of a continuation to their mean
