@@ -523,6 +523,7 @@ def probe_command(
 ) -> None:
     """Foresight readout probe: how much of the future a frozen generator's hidden state holds."""
     from pydantic import ValidationError
+    from rich.progress import Progress
 
     from mirai_eval.probe.experiment import run_probe
     from mirai_eval.probe.spec import ProbeSpec
@@ -548,7 +549,12 @@ def probe_command(
             spec = ProbeSpec.model_validate({**data, "models": models})
         except ValidationError as error:
             raise ConfigError(str(config), describe(error, config or "options", lines)) from error
-        result = run_probe(spec, checkpoints, out, use_ema={name: ema for name in checkpoints}, device=device)
+        with Progress(transient=True) as progress:
+            task = progress.add_task("probe", total=len(checkpoints))
+            result = run_probe(
+                spec, checkpoints, out, use_ema={name: ema for name in checkpoints}, device=device,
+                on_model=lambda name: progress.update(task, advance=1, description=f"probe: {name}"),
+            )  # fmt: skip
     except (ConfigError, CheckpointError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

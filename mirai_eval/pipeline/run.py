@@ -18,7 +18,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -514,8 +514,8 @@ def _execute(
         tables = render_tables(plan, rows, console)
     probe_files: dict[str, str] = {}
     if plan.manifest.probe is not None:
-        with timings.stage("probe"):
-            probe_files = stored_probe(plan, store, out / "probe", device, timings)
+        with timings.stage("probe"), progress_bar(console) as progress:
+            probe_files = stored_probe(plan, store, out / "probe", device, timings, progress)
     document = results(
         plan,
         scorer,
@@ -528,11 +528,14 @@ def _execute(
     return path
 
 
-def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timings) -> dict[str, str]:
+def stored_probe(
+    plan: Plan, store: Store, out: Path, device: str, timings: Timings, progress: Progress | None = None
+) -> dict[str, str]:
     """The manifest's probe from the store, computed first when absent; its files are copied to `out`.
 
     Models trained as several replicates are probed replicate by replicate (`out/replicate-K/`, each
-    stored alone), then summarised over replicates (`probe/replicates.py`) into `out`."""
+    stored alone), then summarised over replicates (`probe/replicates.py`) into `out`. `progress`
+    shows the probed checkpoints."""
     from mirai_eval.probe.replicates import write_summary
 
     spec = plan.manifest.probe
@@ -541,26 +544,39 @@ def stored_probe(plan: Plan, store: Store, out: Path, device: str, timings: Timi
     train = plan.models[probed[0]].entry.train
     replicates = train.replicates if train is not None else 1  # the same for every probed model (manifest)
     timings.counts["probed"] = 0
+    task = progress.add_task("probe", total=replicates * len(spec.models)) if progress is not None else None
+
+    def probed_one(label: str) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, advance=1, description=f"probe: {label}")
+
     if replicates == 1:
-        return _stored_probe(
-            spec, {label: plan.models[label] for label in probed}, store, out, device, timings
-        )
+        sources = {label: plan.models[label] for label in probed}
+        return _stored_probe(spec, sources, store, out, device, timings, probed_one)
     documents = []
     for k in range(replicates):
         sources = {label: plan.models[model_key(label, k)] for label in probed}
         title = f"{spec.title} (training replicate {k})"
         folder = out / f"replicate-{k}"
-        _stored_probe(spec.model_copy(update={"title": title}), sources, store, folder, device, timings)
+        replicate_k = spec.model_copy(update={"title": title})
+        _stored_probe(replicate_k, sources, store, folder, device, timings, probed_one)
         documents.append(json.loads((folder / "probe.json").read_text(encoding="utf-8")))
     files = write_summary(spec, documents, out)
     return {fmt: str(path) for fmt, path in files.items()} | {"replicates": str(out)}
 
 
 def _stored_probe(
-    spec: ProbeSpec, sources: dict[str, ModelSource], store: Store, out: Path, device: str, timings: Timings
+    spec: ProbeSpec,
+    sources: dict[str, ModelSource],
+    store: Store,
+    out: Path,
+    device: str,
+    timings: Timings,
+    on_model: Callable[[str], None],
 ) -> dict[str, str]:
     """One probe of `sources` (label -> checkpoint) from the store (keyed by its spec, the checkpoints'
-    content and the probe's code), computed first when absent; copied to `out`."""
+    content and the probe's code), computed first when absent; copied to `out`. `on_model(label)`
+    after each probed model (all of them at once when the probe was stored)."""
     import shutil
 
     from mirai_eval.pipeline.plan import digest
@@ -580,9 +596,13 @@ def _stored_probe(
             lambda tmp: run_probe(
                 spec, {label: s.checkpoint for label, s in sources.items()}, tmp,
                 use_ema={label: s.entry.ema for label, s in sources.items()}, device=device,
+                on_model=on_model,
             ),
         )  # fmt: skip
         timings.counts["probed"] += 1
+    else:
+        for entry in spec.models:
+            on_model(entry.model)
     shutil.copytree(folder, out, dirs_exist_ok=True)
     files = {path.suffix[1:]: str(out / path.name) for path in sorted(folder.glob(f"{spec.name}.*"))}
     return files | {"json": str(out / "probe.json")}

@@ -27,7 +27,7 @@ held-out scene j is `seed + 300000 + j`, the readout for Delta d is fitted with 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -115,8 +115,10 @@ def run_probe(
     *,
     use_ema: Mapping[str, bool] | None = None,
     device: str = "cpu",
+    on_model: Callable[[str], None] | None = None,
 ) -> ProbeResult:
-    """Probe every model of `spec` (labels -> checkpoint dirs); write the tables, images and probe.json."""
+    """Probe every model of `spec` (labels -> checkpoint dirs); write the tables, images and probe.json.
+    `on_model(label)` is called as each model is measured (a progress bar)."""
     missing = [m.model for m in spec.models if m.model not in checkpoints]
     if missing:
         raise ValueError(f"probe: no checkpoint for {missing}; checkpoints given: {sorted(checkpoints)}")
@@ -129,6 +131,8 @@ def run_probe(
             spec, entry.model, Path(checkpoints[entry.model]), ema, device
         )
         frozen[entry.model] = (probe, readouts)
+        if on_model is not None:
+            on_model(entry.model)
     result = ProbeResult(spec, models)
     result.tables = write_tables(result, out_dir)
     result.images = {panel.caption: draw_panel(panel, out_dir) for panel in image_panels(spec, frozen)}

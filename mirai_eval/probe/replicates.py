@@ -33,6 +33,8 @@ from mirai_eval.tables.stats import (
     replicate_interval,
 )
 
+EXACT = "a prediction equals its target (MSE 0): its PSNR is infinite"
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -97,7 +99,7 @@ def _per_replicate(
 
 def _estimate(values: list[np.ndarray] | None, spec: ProbeSpec, rng: np.random.Generator) -> Estimate:
     if values is None:
-        return Estimate(None, reason="a prediction equals its target (MSE 0): PSNR is infinite")
+        return Estimate(None, reason=EXACT)
     interval = replicate_interval(values, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
     low, high = interval if interval is not None else (None, None)
     return Estimate(hierarchical_mean(values), low, high)
@@ -116,7 +118,7 @@ def summarise(spec: ProbeSpec, documents: Sequence[Mapping[str, Any]]) -> list[R
             if entry.baseline is not None:
                 base = _per_replicate(documents, entry.baseline, delta, gain=True)
                 if gains is None or base is None:
-                    difference = Estimate(None, reason="a prediction equals its target (MSE 0)")
+                    difference = Estimate(None, reason=EXACT)
                 else:
                     paired = [m - b for m, b in zip(gains, base, strict=True)]
                     means = hierarchical_means(paired, spec.bootstrap.resamples, rng)
