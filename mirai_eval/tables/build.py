@@ -295,7 +295,8 @@ def _bold(values: Sequence[float | None], decimals: int, best_is: str = "higher"
 
 
 def _rng(spec: TableSpec, *where: int) -> np.random.Generator:
-    """One stream per cell and purpose, so a cell's numbers do not depend on the other cells."""
+    """One stream per cell and purpose (0: the cell's interval, 1: its paired difference from the
+    baseline, p and effect alike), so a cell's numbers do not depend on the other cells."""
     return np.random.default_rng([spec.bootstrap.seed, *where])
 
 
@@ -330,9 +331,9 @@ def build_table(rows: pd.DataFrame, spec: TableSpec, *, scale: str, scorer_signa
                 differences = [
                     _differences(m, b) for m, b in zip(metrics[row.model], metrics[row.baseline], strict=True)
                 ]
-                if spec.kind == "effects":
+                if spec.kind == "effects":  # the p's stream: with replicates, p inverts this very interval
                     cells[row.model] = [
-                        replace(cell, effect=_effect(d, spec, _rng(spec, g, r, c, 2)))
+                        replace(cell, effect=_effect(d, spec, _rng(spec, g, r, c, 1)))
                         for c, (cell, d) in enumerate(zip(cells[row.model], differences, strict=True))
                     ]
                 if spec.significance:
@@ -439,7 +440,9 @@ def _caption(
         parts.append(
             "*: paired test against the group's baseline, replicate by replicate on the same prompts and "
             "seeds: the p-value inverts the hierarchical bootstrap of the differences (the smallest alpha "
-            f"whose interval excludes 0), Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g}"
+            "whose interval excludes 0"
+            + ("; the same resamples as the difference's interval" if spec.kind == "effects" else "")
+            + f"), Holm-adjusted across the row's columns, p < {spec.bootstrap.alpha:g}"
         )
     elif spec.significance:
         parts.append(
