@@ -8,6 +8,7 @@ is listed under the table.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,8 +115,8 @@ def draw_panel(panel: Panel, out_dir: Path) -> Path:
             axis.imshow(frame, interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
-            if r == 0:
-                axis.set_title(panel.columns[c], fontsize=8)
+            if r == 0:  # wrapped, so long model labels do not run into their neighbours
+                axis.set_title(textwrap.fill(panel.columns[c], 26), fontsize=8)
             if c == 0:
                 axis.set_ylabel(row_label, fontsize=9)
     figure.tight_layout()

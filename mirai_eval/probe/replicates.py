@@ -9,15 +9,15 @@ copying the present, which does not reward a model for drawing static videos. A 
 the mean over replicates of the mean over videos, with the tables' hierarchical bootstrap
 (replicates, then videos within each: `stats.replicate_interval`). A method is compared with its
 baseline replicate k with replicate k, video j with video j (same prompt and noise seed): the paired
-difference of the gains, its interval and its bootstrap p (`stats.bootstrap_p`), as in the effects
-table. Written as `<name>_replicates.{md,tex,png}` beside the replicates' own probe folders.
+difference of the gains, its interval and its bootstrap p (`stats.bootstrap_p`, from the same
+resamples), Holm-adjusted across the look-aheads, as the effects table does across its columns. Written as `<name>_replicates.{md,tex,png}` beside the replicates' own probe folders.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from mirai_eval.tables.stats import (
     bootstrap_p,
     hierarchical_mean,
     hierarchical_means,
+    holm,
     percentile_interval,
     replicate_interval,
 )
@@ -110,8 +111,9 @@ def summarise(spec: ProbeSpec, documents: Sequence[Mapping[str, Any]]) -> list[R
     if not documents:
         raise ValueError("no replicate probed")
     rng = np.random.default_rng(spec.bootstrap.seed)
-    rows = []
+    rows: list[ReplicateRow] = []
     for entry in spec.models:
+        first = len(rows)
         for delta in spec.deltas:
             gains = _per_replicate(documents, entry.model, delta, gain=True)
             difference, p_value = None, None
@@ -139,6 +141,8 @@ def summarise(spec: ProbeSpec, documents: Sequence[Mapping[str, Any]]) -> list[R
                     videos=len(_videos(documents, entry.model, delta)[0]["readout_future_mses"]),
                 )
             )
+        adjusted = holm([row.p_value for row in rows[first:]])  # across Delta, as tables do across columns
+        rows[first:] = [replace(row, p_value=p) for row, p in zip(rows[first:], adjusted, strict=True)]
     return rows
 
 
