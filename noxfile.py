@@ -201,8 +201,9 @@ def tables(session: nox.Session) -> None:
 @project_session
 def planning_gap(session: nox.Session) -> None:
     """Issue 17's answer: tables/generated/planning_gap.{md,tex}, its rows and its lock, from 3 training
-    replicates of every arm of manifests/toy/planning_gap.yaml (about 1 h 40 min on 2 cores from an
-    empty store, about 55 min once `nox -s tables` has trained the chain; README).
+    replicates of every arm of manifests/toy/planning_gap.yaml, and the readout probe over replicates
+    (1 h 50 min measured on 2 cores from an empty store; less once `nox -s tables` has trained the
+    chain; README).
 
     Two shards run side by side (the first trains what is missing while the second waits on the
     chain's lock; both then generate and score their half), then one process aggregates, commits the
