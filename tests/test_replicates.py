@@ -22,6 +22,7 @@ from mirai_eval.tables.stats import (
     bootstrap_p,
     hierarchical_mean,
     hierarchical_means,
+    paired_bootstrap,
     percentile_interval,
 )
 from mirai_train.recipe import load_recipe, replicate, replicate_name
@@ -97,6 +98,25 @@ def test_bootstrap_p_inverts_the_interval() -> None:
     null = [rng.normal(0, 1, 8) for _ in range(3)]
     assert bootstrap_p(hierarchical_means(null, 2000, rng)) > 0.05
     assert bootstrap_p(np.zeros(10)) == 1.0
+
+
+def test_paired_bootstrap_p_agrees_with_its_own_interval() -> None:
+    """One set of resamples gives both: p < alpha exactly where the interval leaves 0 out (checked
+    away from the boundary, where the +1 correction and quantile interpolation may split them)."""
+    rng = np.random.default_rng(5)
+    outcomes = set()
+    for shift in np.linspace(0.0, 1.0, 11):
+        differences = [shift + rng.normal(0, 0.3) + rng.normal(0, 0.5, 8) for _ in range(3)]
+        paired = paired_bootstrap(differences, 2000, 0.05, np.random.default_rng(6))
+        assert paired.mean == pytest.approx(hierarchical_mean(differences))
+        assert paired.low is not None and paired.high is not None and paired.low < paired.mean < paired.high
+        if abs(paired.p_value - 0.05) > 0.01:
+            excludes = paired.low > 0 or paired.high < 0
+            assert (paired.p_value < 0.05) == excludes
+            outcomes.add(excludes)
+    assert outcomes == {True, False}
+    single = paired_bootstrap([np.array([0.3])], 100, 0.05, rng)
+    assert single.low is None and single.high is None and single.mean == pytest.approx(0.3)
 
 
 def test_variance_components_recover_known_ones() -> None:

@@ -9,8 +9,10 @@ copying the present, which does not reward a model for drawing static videos. A 
 the mean over replicates of the mean over videos, with the tables' hierarchical bootstrap
 (replicates, then videos within each: `stats.replicate_interval`). A method is compared with its
 baseline replicate k with replicate k, video j with video j (same prompt and noise seed): the paired
-difference of the gains, its interval and its bootstrap p (`stats.bootstrap_p`, from the same
-resamples), Holm-adjusted across the look-aheads, as the effects table does across its columns. Written as `<name>_replicates.{md,tex,png}` beside the replicates' own probe folders.
+difference of the gains, its interval and its bootstrap p from the same resamples
+(`stats.paired_bootstrap`, as the effects table's cells), Holm-adjusted across the look-aheads, as
+the effects table does across its columns. Written as `<name>_replicates.{md,tex,png}` beside the
+replicates' own probe folders.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import numpy as np
 from mirai_eval.probe.spec import ProbeSpec
 from mirai_eval.tables.render import Format, environment
 from mirai_eval.tables.stats import (
-    bootstrap_p,
     hierarchical_mean,
-    hierarchical_means,
     holm,
-    percentile_interval,
+    paired_bootstrap,
     replicate_interval,
 )
 
@@ -122,11 +122,14 @@ def summarise(spec: ProbeSpec, documents: Sequence[Mapping[str, Any]]) -> list[R
                 if gains is None or base is None:
                     difference = Estimate(None, reason=EXACT)
                 else:
-                    paired = [m - b for m, b in zip(gains, base, strict=True)]
-                    means = hierarchical_means(paired, spec.bootstrap.resamples, rng)
-                    low, high = percentile_interval(means, spec.bootstrap.alpha)
-                    difference = Estimate(hierarchical_mean(paired), low, high)
-                    p_value = bootstrap_p(means)
+                    paired = paired_bootstrap(
+                        [m - b for m, b in zip(gains, base, strict=True)],
+                        spec.bootstrap.resamples,
+                        spec.bootstrap.alpha,
+                        rng,
+                    )
+                    difference = Estimate(paired.mean, paired.low, paired.high)
+                    p_value = paired.p_value
             readouts = _per_replicate(documents, entry.model, delta, gain=False)
             rows.append(
                 ReplicateRow(

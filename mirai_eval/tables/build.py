@@ -38,12 +38,10 @@ from mirai_eval.tables.spec import (
 from mirai_eval.tables.stats import (
     MAX_EXACT_PROMPTS,
     Variance,
-    bootstrap_p,
     hierarchical_mean,
-    hierarchical_means,
     holm,
+    paired_bootstrap,
     paired_permutation_p,
-    percentile_interval,
     replicate_interval,
     replicate_prompt_means,
 )
@@ -247,11 +245,11 @@ def _paired_p(
     differences: list[np.ndarray] | None, spec: TableSpec, rng: np.random.Generator
 ) -> float | None:
     """With one replicate, the sign-flip permutation p of the per-prompt differences; with several,
-    the p that inverts their hierarchical bootstrap interval (`stats.bootstrap_p`)."""
+    the p that inverts their hierarchical bootstrap interval (`stats.paired_bootstrap`)."""
     if differences is None:
         return None
     if len(differences) > 1:
-        return bootstrap_p(hierarchical_means(differences, spec.bootstrap.resamples, rng))
+        return paired_bootstrap(differences, spec.bootstrap.resamples, spec.bootstrap.alpha, rng).p_value
     return paired_permutation_p(differences[0], spec.bootstrap.permutations, rng)
 
 
@@ -261,10 +259,7 @@ POWER = 0.8  # of the minimum detectable differences
 def _effect(differences: list[np.ndarray] | None, spec: TableSpec, rng: np.random.Generator) -> Effect | None:
     if differences is None:
         return None
-    means = hierarchical_means(differences, spec.bootstrap.resamples, rng)
-    low, high = (
-        percentile_interval(means, spec.bootstrap.alpha) if sum(map(len, differences)) >= 2 else (None, None)
-    )
+    paired = paired_bootstrap(differences, spec.bootstrap.resamples, spec.bootstrap.alpha, rng)
     variance = Variance.of(differences)
     prompts = max(len(p) for p in differences)
     detectable = (
@@ -273,9 +268,9 @@ def _effect(differences: list[np.ndarray] | None, spec: TableSpec, rng: np.rando
         else variance.detectable(spec.bootstrap.alpha, POWER, variance.replicates, variance.prompts)
     )
     return Effect(
-        hierarchical_mean(differences),
-        low,
-        high,
+        paired.mean,
+        paired.low,
+        paired.high,
         detectable,
         len(differences),
         prompts,

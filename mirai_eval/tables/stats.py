@@ -138,6 +138,26 @@ def bootstrap_p(means: np.ndarray) -> float:
     return float(min(1.0, 2 * min(below, above)))
 
 
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """A paired difference over replicates and prompts, its interval and its p, from one set of resamples."""
+
+    mean: float
+    low: float | None  # None with fewer than two prompts in all
+    high: float | None
+    p_value: float
+
+
+def paired_bootstrap(
+    per_replicate: Sequence[np.ndarray], resamples: int, alpha: float, rng: np.random.Generator
+) -> PairedBootstrap:
+    """`hierarchical_mean` of paired differences, its percentile interval, and the p that inverts
+    that very interval (`bootstrap_p`): the tables' effects and the probe's differences alike."""
+    means = hierarchical_means(per_replicate, resamples, rng)
+    low, high = percentile_interval(means, alpha) if sum(map(len, per_replicate)) >= 2 else (None, None)
+    return PairedBootstrap(hierarchical_mean(per_replicate), low, high, bootstrap_p(means))
+
+
 def _z(alpha: float, power: float) -> float:
     """z_{1-alpha/2} + z_power: minimum detectable differences in standard errors (two-sided test)."""
     return NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
