@@ -242,7 +242,7 @@ def main() -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="frames per DINO/CLIP forward (MUSIQ: <= 2); default: the device's",
+        help="frames per DINO/CLIP/MUSIQ forward (MUSIQ on cpu: 1); default: the device's",
     )
     parser.add_argument(
         "--flow-batch-size",

@@ -30,7 +30,8 @@ Dims = Annotated[str, typer.Option("--dims", help="Comma-separated VBench dimens
 BatchSize = Annotated[
     int | None,
     typer.Option(
-        "--batch-size", help="Frames per DINO/CLIP forward (MUSIQ: at most 2); default 16 on cpu, else 64."
+        "--batch-size",
+        help="Frames per DINO/CLIP/MUSIQ forward (MUSIQ on cpu: 1); default 16 on cpu, else 64.",
     ),
 ]
 FlowBatchSize = Annotated[

@@ -17,10 +17,16 @@ from mirai_eval.scoring.base import Aggregation, VideoScore
 from mirai_eval.scoring.preprocess import chunks, musiq_input
 from mirai_train.video import Video
 
-# A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px); beyond 2
-# frames a forward the activations leave the caches: on this 2-core CPU (quiet) 8 frames of
-# 480x832 took 1.34 s at 1-2 frames a forward, 1.92 s at 4, 2.0 s at 8 (pyiqa, one by one: 1.49 s).
-MUSIQ_MAX_BATCH = 2
+
+def musiq_batch(device: str, batch: int) -> int:
+    """Frames per MUSIQ forward: one on a CPU, the frames batch elsewhere.
+
+    A frame is ~350 patches through MUSIQ's ResNet stem (~90 MB of activations at 512 px); on a CPU
+    two frames a forward already leave the caches. On a quiet 2-core EPYC, 8 frames of 295x512 took
+    1.74 s one frame a forward, 2.43 s two frames a forward, 2.07 s in pyiqa one by one (as vbench
+    runs it).
+    """
+    return 1 if device == "cpu" else batch
 
 
 def load_musiq(path: str | None) -> Musiq:

@@ -31,7 +31,7 @@ from mirai_eval.scoring.dimensions import METRICS, STATIC_FILTER_VBENCH_ONLY, VB
 from mirai_eval.scoring.drift import Exposure, IdentityDecay, Repetition
 from mirai_eval.scoring.dynamic import DynamicDegree
 from mirai_eval.scoring.flicker import StaticFilter, TemporalFlickering
-from mirai_eval.scoring.imaging import MUSIQ_MAX_BATCH, ImagingQuality, load_musiq
+from mirai_eval.scoring.imaging import ImagingQuality, load_musiq, musiq_batch
 from mirai_eval.scoring.motion import MotionSmoothness
 from mirai_eval.scoring.semantics import AestheticQuality, AppearanceStyle, aesthetic_head
 from mirai_eval.scoring.videotext import VideoTextConsistency, VideoTextEmbedder
@@ -83,7 +83,7 @@ class ScoringOptions:
     """Run settings; `for_device` fills the batch sizes the caller leaves open."""
 
     device: str = "cpu"
-    batch_size: int = 16  # frames per DINO / CLIP / sprites-model forward (MUSIQ: at most 2)
+    batch_size: int = 16  # frames per DINO / CLIP / sprites-model / MUSIQ forward (MUSIQ on a CPU: 1)
     flow_batch_size: int = 1  # frame pairs per RAFT / AMT forward
     weights: dict[str, str] = field(default_factory=dict)
     full_info: Path | None = None
@@ -179,7 +179,7 @@ def load_dimensions(profile: Profile, dims: list[str], options: ScoringOptions) 
             native[name] = VideoTextConsistency(name, embedder)
         elif name == "imaging_quality":
             musiq = load_musiq(str(paths["musiq_spaq"])).to(device)
-            native[name] = ImagingQuality(musiq, min(batch, MUSIQ_MAX_BATCH), device)
+            native[name] = ImagingQuality(musiq, musiq_batch(device, batch), device)
         elif name == "appearance_style" and clip_b is not None:
             native[name] = AppearanceStyle(clip_b, load_styles(options.full_info), 32, device)
     static = StaticFilter(flow, options.flow_batch_size, device) if options.static_filter and flow else None
