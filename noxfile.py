@@ -124,8 +124,10 @@ def tables(session: nox.Session) -> None:
     Toy runs use one thread, so the work is spread over processes: manifests that train different
     chains run side by side (the store takes concurrent writers), those sharing a chain one after
     the other, and the fidelity report starts once every chain is trained (after each lane's first
-    manifest), beside the rest. Each process's output goes to runs/tables-logs/.
+    manifest), beside the rest. Each process's output, progress bars included, goes to
+    runs/tables-logs/ (`tail -f` shows them).
     """
+    import os
     import subprocess
     import threading
 
@@ -143,6 +145,7 @@ def tables(session: nox.Session) -> None:
     logs = Path("runs/tables-logs")
     logs.mkdir(parents=True, exist_ok=True)
     command = [python, "-m", "mirai_eval"]
+    live = dict(os.environ, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")  # progress bars in the logs
     failures: list[str] = []
     trained = [threading.Event() for _ in lanes]
 
@@ -150,7 +153,9 @@ def tables(session: nox.Session) -> None:
         log = logs / f"{name}.log"
         session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
         with log.open("a") as out:
-            done = subprocess.run([*command, *arguments], stdout=out, stderr=subprocess.STDOUT, check=False)
+            done = subprocess.run(
+                [*command, *arguments], stdout=out, stderr=subprocess.STDOUT, env=live, check=False
+            )
         if done.returncode:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
             failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; {log} ends:\n{tail}")
