@@ -41,8 +41,10 @@ vbench once per dimension). Targets: <= 1.0x per dimension, <= 0.5x for the set.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,6 +94,13 @@ class Times:
         return statistics.median(a / b for a, b in zip(self.total[side], self.total[other], strict=True))
 
 
+def scratch(prefix: str) -> Path:
+    """A folder for the clips and the random weights (about 1 GB), removed when the benchmark exits."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
+
+
 def random_weights(folder: Path) -> dict[str, str]:
     """Random weights in the official file formats, keyed as `mirai-eval score --weight` keys them."""
     weights = {
@@ -135,7 +144,7 @@ def end_to_end(args: argparse.Namespace) -> None:
             f"subject_consistency: vbench builds DINO from its hub code, not found at {fixtures.HUB_DINO}; "
             "put a copy of github.com/facebookresearch/dino there, or leave the dimension out with --dims"
         )
-    work = Path(tempfile.mkdtemp(prefix="score-e2e-"))
+    work = scratch("score-e2e-")
     videos = work / "videos"
     videos.mkdir()
     for i in range(args.videos):
@@ -276,7 +285,7 @@ def main() -> None:
 
     dims = args.dims.split(",")
     device = args.device
-    work = Path(tempfile.mkdtemp(prefix="score-bench-"))
+    work = scratch("score-bench-")
     frames = fixtures.moving_video(0, args.frames, args.height, args.width, 6.0)
     video_path = work / "a moving square-0.mp4"
     flow_path = work / "a moving square-1.mp4"
@@ -291,7 +300,7 @@ def main() -> None:
     plan = load_dimensions("vbench", dims, options)
 
     vbench_runs: dict[str, Callable[[], object]] = {}
-    floors: dict[str, Callable[[Video], None]] = {}
+    floors: dict[str, Callable[[Video], object]] = {}
     batch = args.batch_size
     if "subject_consistency" in dims:
         hub = torch.hub.load(str(fixtures.HUB_DINO), "dino_vitb16", source="local", pretrained=False)
