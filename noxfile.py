@@ -8,6 +8,7 @@ environments because vbench 0.1.5 pins transformers 4.33 and numpy<2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def _project_python(session: nox.Session) -> str:
             f'python3.11 -m venv .venv, .venv/bin/pip install -e ".[dev]", then .venv/bin/nox -s {session.name}'
         )
     return sys.executable
+
+
+def _live_env() -> dict[str, str]:
+    """This environment, with rich told to draw its progress bars as on a terminal: the long toy
+    sessions write them into log files, which `tail -f` then shows moving."""
+    return dict(os.environ, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
 
 
 @project_session
@@ -127,7 +134,6 @@ def tables(session: nox.Session) -> None:
     manifest), beside the rest. Each process's output, progress bars included, goes to
     runs/tables-logs/ (`tail -f` shows them).
     """
-    import os
     import subprocess
     import threading
 
@@ -145,7 +151,6 @@ def tables(session: nox.Session) -> None:
     logs = Path("runs/tables-logs")
     logs.mkdir(parents=True, exist_ok=True)
     command = [python, "-m", "mirai_eval"]
-    live = dict(os.environ, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")  # progress bars in the logs
     failures: list[str] = []
     trained = [threading.Event() for _ in lanes]
 
@@ -154,7 +159,7 @@ def tables(session: nox.Session) -> None:
         session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
         with log.open("a") as out:
             done = subprocess.run(
-                [*command, *arguments], stdout=out, stderr=subprocess.STDOUT, env=live, check=False
+                [*command, *arguments], stdout=out, stderr=subprocess.STDOUT, env=_live_env(), check=False
             )
         if done.returncode:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
@@ -215,13 +220,11 @@ def planning_gap(session: nox.Session) -> None:
     table with its rows and lock (`mirai-eval lock`) and writes the HTML report.
     Everything resumes through the store: run it again after a kill. Output: runs/planning-gap-logs/.
     """
-    import os
     import subprocess
 
     python = _project_python(session)
     manifest = LOCKED[0]
-    # rich draws its progress bars into the log files as on a terminal, so `tail -f` shows them.
-    live = dict(os.environ, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
+    live = _live_env()
     logs = Path("runs/planning-gap-logs")
     logs.mkdir(parents=True, exist_ok=True)
     command = [python, "-m", "mirai_eval", "run", "--manifest", manifest]
