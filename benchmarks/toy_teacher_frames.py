@@ -1,0 +1,286 @@
+"""Issue 13's single-frame study: what a toy teacher draws against its training time.
+
+The toy chain's teacher learns from 81-frame clips (21 latent frames). On single frames (one latent
+frame) a teacher trains in minutes on one core, so what holds it back (the token grid, the sprites'
+size, the model's size, the training time, the decoder) can be measured there. Each run trains a
+bidirectional `CausalWanTransformer` by flow matching on the codec latents of single rendered
+frames, with the teacher's recipe (`configs/toy/teacher.yaml`: AdamW 1e-3, text dropout 0.1, a
+quarter of the draws at pure noise) plus an EMA of the weights. Every `--eval-every` steps the EMA
+samples `--samples` frames for each of `--prompts` held-out prompts (Euler, `--sample-steps` steps,
+guidance `--guidance`), and `mirai_train.world.truth.measure` reads them against the scenes'
+truth, relative to real frames of the same scenes (every 10th of the 81 rendered):
+
+- shape / real: frames showing each named sprite with its colour and its shape (issue 13's teacher
+  target: 0.85 of real);
+- colour / real: the same with the colour only;
+- off-palette: the share of pixels near no palette colour (the teacher's target: 0.05 at most).
+
+Minutes count training steps only. Each evaluation writes a frame grid (real frames above
+samples) and the curve so far (`curve.md`) into `--out`. The model is the toy teacher's
+(`teacher_generator.yaml`) with `--patch`, `--layers` and the codec's block (`--block`) overridden;
+the world is the toy default with `--radius` and `--max-objects` overridden. `--refiner-steps`
+first trains a `Refiner` for the codec's decoder and measures every sample through both decoders.
+
+    python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
+    python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import Progress
+from torch import Tensor, nn
+
+from mirai_eval.fidelity import frame_grid
+from mirai_eval.generate import to_frames
+from mirai_train.config_files import load_model
+from mirai_train.losses.flow_matching import draw_flow_matching, flow_matching_loss
+from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.codecs import SpritesPCACodec
+from mirai_train.models.text_encoders import ToyTextEncoder
+from mirai_train.sampling import FlowMatchSchedule, ode_grid, ode_trajectory
+from mirai_train.spec import GeneratorSpec
+from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
+from mirai_train.world.dataset import clip_seed
+from mirai_train.world.render import to_tensor
+from mirai_train.world.scene import Scene
+from mirai_train.world.truth import measure
+
+TEACHER = Path(__file__).resolve().parents[1] / "mirai_train" / "configs" / "toy" / "teacher_generator.yaml"
+TRAIN_BASE_SEED = 1  # the toy teacher's training clips (teacher.yaml: data.base_seed)
+
+
+def encode(codec: SpritesPCACodec, frames: np.ndarray) -> Tensor:
+    """uint8 [N, H, W, 3] -> latents [N, C, 1, h, w] (each frame coded alone, as a clip's frame 0)."""
+    return codec.encode(torch.stack([to_tensor(frame[None]) for frame in frames]))
+
+
+class Refiner(nn.Module):
+    """A small convolutional U-Net that corrects the PCA codec's decoded frames (a residual).
+
+    Trained on the decodes of real latents with Gaussian noise of up to `REFINER_NOISE` added, it
+    asks whether a decoder that knows the world's sprites turns a generator's imprecise latents
+    into clean ones (as Wan's learned VAE decoder does for Wan), with the PCA encoder kept.
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(3, width, 3, padding=1)
+        self.down1 = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)
+        self.down2 = nn.Conv2d(2 * width, 2 * width, 4, stride=2, padding=1)
+        self.mid = nn.ModuleList(nn.Conv2d(2 * width, 2 * width, 3, padding=1) for _ in range(3))
+        self.up2 = nn.ConvTranspose2d(2 * width, 2 * width, 4, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(4 * width, width, 4, stride=2, padding=1)
+        self.out1 = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.out2 = nn.Conv2d(width, 3, 3, padding=1)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """[N, 3, H, W] -> the same, corrected."""
+        h0 = F.silu(self.inp(pixels))
+        h1 = F.silu(self.down1(h0))
+        h = h2 = F.silu(self.down2(h1))
+        for conv in self.mid:
+            h = F.silu(conv(h))
+        h = F.silu(self.up2(h + h2))
+        h = F.silu(self.up1(torch.cat([h, h1], dim=1)))
+        return pixels + self.out2(F.silu(self.out1(torch.cat([h, h0], dim=1))))
+
+
+REFINER_NOISE = 0.6  # the largest noise added to the latents the refiner is trained on
+
+
+def decode(codec: SpritesPCACodec, latents: Tensor, refiner: Refiner | None = None) -> np.ndarray:
+    """Latents [N, C, 1, h, w] -> uint8 frames [N, H, W, 3], through the refiner when given."""
+    pixels = codec.decode(latents)[:, :, 0]
+    if refiner is not None:
+        with torch.no_grad():
+            pixels = refiner(pixels)
+    return to_frames(pixels.transpose(0, 1)).numpy()  # frames stand in for a video's time
+
+
+def train_refiner(
+    codec: SpritesPCACodec, frames: np.ndarray, latents: Tensor, steps: int, progress: Progress
+) -> Refiner:
+    """L1 to the real frame from the decode of its latent plus noise of a uniform scale in [0, 0.6]."""
+    with torch.random.fork_rng():  # the teacher's initial weights stay those of a run without refiner
+        torch.manual_seed(0)
+        refiner = Refiner()
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=2e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, 2 * (1 - step / steps) + 0.02)
+    )
+    generator = torch.Generator().manual_seed(0)
+    task = progress.add_task("refiner", total=steps)
+    for _ in range(steps):
+        index = torch.randint(0, len(frames), (32,), generator=generator)
+        sigma = REFINER_NOISE * torch.rand(32, 1, 1, 1, 1, generator=generator)
+        noisy = latents[index] + sigma * torch.randn(latents[index].shape, generator=generator)
+        with torch.no_grad():
+            pixels = codec.decode(noisy)[:, :, 0]
+        target = torch.stack([to_tensor(frames[i][None])[:, 0] for i in index.tolist()])
+        loss = (refiner(pixels) - target).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        progress.update(task, advance=1, description=f"refiner (L1 {loss.item():.3f})")
+    return refiner.eval()
+
+
+def relative(
+    videos: list[np.ndarray], real: list[np.ndarray], scenes: list[Scene], world: SpritesConfig
+) -> dict[str, float]:
+    """Named-sprite and colour visibility relative to the real frames', and the off-palette share."""
+    measured = [measure(v, s, world) for v, s in zip(videos, scenes, strict=True)]
+    truth = [measure(v, s, world) for v, s in zip(real, scenes, strict=True)]
+    return {
+        "shape / real": float(np.mean([m.visible for m in measured]) / np.mean([t.visible for t in truth])),
+        "colour / real": float(
+            np.mean([m.colour_visible for m in measured]) / np.mean([t.colour_visible for t in truth])
+        ),
+        "off-palette": float(np.mean([m.off_palette for m in measured])),
+    }
+
+
+def fmt(measured: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.2f}" for key, value in measured.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for curve.md and the frame grids")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--patch", type=int, nargs=3, default=[1, 1, 1], help="the teacher's patch (t h w)")
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--block", type=int, default=8, help="the PCA codec's pixels per latent position")
+    parser.add_argument(
+        "--radius", type=float, nargs=2, default=None, help="sprite radii, fractions of the frame"
+    )
+    parser.add_argument("--max-objects", type=int, default=None)
+    parser.add_argument("--frames", type=int, default=12000, help="training frames (one per scene)")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=8, help="samples per held-out prompt")
+    parser.add_argument("--sample-steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--refiner-steps", type=int, default=0, help="train a decoder refiner first (0: none); see `Refiner`"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    console = Console()
+
+    world = SpritesConfig()
+    if args.radius is not None:
+        low, high = args.radius
+        world = world.model_copy(
+            update={"min_radius": low, "max_radius": high, "roam_margin": max(0.4, 2 * high)}
+        )
+    if args.max_objects is not None:
+        world = world.model_copy(update={"max_objects": args.max_objects})
+    world = SpritesConfig.model_validate(world.model_dump())  # re-check the overridden fields
+    spec = load_model(TEACHER, GeneratorSpec)
+    transformer = spec.transformer.model_copy(
+        update={"patch_size": tuple(args.patch), "num_layers": args.layers}
+    )
+    codec = SpritesPCACodec(args.block, spec.codec.temporal_factor, spec.codec.latent_channels)
+    text = ToyTextEncoder(spec.text_encoder.dim, spec.text_encoder.max_length, spec.text_encoder.seed)
+    schedule = FlowMatchSchedule(shift=spec.sampler.timestep_shift)
+
+    heldout = heldout_prompts(args.prompts, world)
+    scenes = [sample_scene(item.seed, world) for item in heldout]
+    real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
+    train_scenes = [sample_scene(clip_seed(TRAIN_BASE_SEED, i), world) for i in range(args.frames)]
+    frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
+    latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
+    prompts = text.encode([scene.prompt for scene in train_scenes])
+    null = text.encode([""])
+
+    decoders: dict[str, Refiner | None] = {"": None}
+    if args.refiner_steps:
+        with Progress(console=console) as progress:
+            decoders[" refined"] = train_refiner(codec, frames, latents, args.refiner_steps, progress)
+        for sigma in (0.0, 0.2, 0.3, 0.5):
+            noise = torch.Generator().manual_seed(1)
+            noisy = [
+                (z := encode(codec, clip)) + sigma * torch.randn(z.shape, generator=noise) for clip in real
+            ]
+            for name, through in decoders.items():
+                measured = relative([decode(codec, z, through) for z in noisy], real, scenes, world)
+                console.print(f"real latents + noise {sigma}, decoded{name or ' (PCA)'}: " + fmt(measured))
+
+    model = CausalWanTransformer(**transformer.model_dump())
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    generator = torch.Generator().manual_seed(0)
+    curve: list[dict[str, float]] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"{args.frames} frames, latents {tuple(latents.shape[1:])}, {sum(p.numel() for p in model.parameters())} "
+        f"parameters, patch {args.patch}, {args.layers} layers; real frames' shape visibility "
+        f"{np.mean([measure(v, s, world).visible for v, s in zip(real, scenes, strict=True)]):.3f}"
+    )
+
+    @torch.no_grad()
+    def evaluate(step: int, minutes: float) -> None:
+        cond = text.encode([scene.prompt for scene in scenes]).repeat_interleave(args.samples, 0)
+        noise = torch.randn((len(cond), *latents.shape[1:]), generator=torch.Generator().manual_seed(123))
+        sampled = ode_trajectory(
+            ema, cond, noise, ode_grid(schedule, args.sample_steps, []), [], causal=False,
+            guidance_scale=args.guidance, negative_text=null.expand_as(cond), schedule=schedule,
+        )[:, -1]  # fmt: skip
+        row = {"step": step, "minutes": minutes}
+        for name, through in decoders.items():
+            pixels = decode(codec, sampled, through)
+            videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
+            row |= {key + name: value for key, value in relative(videos, real, scenes, world).items()}
+            frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
+        curve.append(row)
+        header = "| " + " | ".join(curve[0]) + " |"
+        lines = [header, "|" + "---:|" * len(curve[0])]
+        lines += [
+            "| " + " | ".join(f"{v:.2f}" if k != "step" else f"{v:.0f}" for k, v in row.items()) + " |"
+            for row in curve
+        ]
+        (args.out / "curve.md").write_text("\n".join(lines) + "\n")
+        console.print(lines[0], lines[-1], sep="\n")
+
+    training = 0.0  # seconds of training steps, evaluations left out
+    with Progress(console=console) as progress:
+        task = progress.add_task("training", total=args.steps)
+        for step in range(1, args.steps + 1):
+            started = time.perf_counter()
+            index = torch.randint(0, args.frames, (args.batch,), generator=generator)
+            x0, cond = latents[index], prompts[index].clone()
+            cond[torch.rand(args.batch, generator=generator) < 0.1] = null
+            draw = draw_flow_matching(x0, schedule, generator=generator, terminal_share=0.25)
+            flow = model(draw.noisy, draw.timestep, cond, causal=False).sample
+            assert flow is not None
+            loss = flow_matching_loss(flow, x0, draw.noise)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                for averaged, live in zip(ema.parameters(), model.parameters(), strict=True):
+                    averaged.lerp_(live, 1 - args.ema)
+            training += time.perf_counter() - started
+            progress.update(task, advance=1, description=f"training (loss {loss.item():.3f})")
+            if step % args.eval_every == 0 or step == args.steps:
+                evaluate(step, training / 60)
+
+
+if __name__ == "__main__":
+    main()
