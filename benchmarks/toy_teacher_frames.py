@@ -251,8 +251,8 @@ def main() -> None:
         header = "| " + " | ".join(curve[0]) + " |"
         lines = [header, "|" + "---:|" * len(curve[0])]
         lines += [
-            "| " + " | ".join(f"{v:.2f}" if k != "step" else f"{v:.0f}" for k, v in row.items()) + " |"
-            for row in curve
+            "| " + " | ".join(f"{v:.2f}" if k != "step" else f"{v:.0f}" for k, v in entry.items()) + " |"
+            for entry in curve
         ]
         (args.out / "curve.md").write_text("\n".join(lines) + "\n")
         console.print(lines[0], lines[-1], sep="\n")
