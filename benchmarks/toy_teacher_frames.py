@@ -16,7 +16,7 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 - off-palette: the share of pixels near no palette colour (the teacher's target: 0.05 at most).
 
 Minutes count training steps only. Each evaluation writes a frame grid (real frames above
-samples) and the curve so far (`curve.md`) into `--out`. The model is the toy teacher's
+samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
 (`teacher_generator.yaml`) with `--patch`, `--layers` and the codec's block (`--block`) overridden;
 the world is the toy default with `--radius` and `--max-objects` overridden. `--refiner-steps`
 first trains a `Refiner` for the codec's decoder and measures every sample through both decoders.
@@ -175,9 +175,14 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--init", type=Path, default=None, help="start from these weights (an earlier run's ema.pt)"
+    )
+    parser.add_argument(
         "--refiner-steps", type=int, default=0, help="train a decoder refiner first (0: none); see `Refiner`"
     )
     args = parser.parse_args()
+    if args.init is not None and not args.init.is_file():
+        parser.error(f"--init: no file {args.init}; pass an earlier run's <out>/ema.pt")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     console = Console()
@@ -222,6 +227,8 @@ def main() -> None:
                 console.print(f"real latents + noise {sigma}, decoded{name or ' (PCA)'}: " + fmt(measured))
 
     model = CausalWanTransformer(**transformer.model_dump())
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, weights_only=True))
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
@@ -248,6 +255,7 @@ def main() -> None:
             row |= {key + name: value for key, value in relative(videos, real, scenes, world).items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
         curve.append(row)
+        torch.save(ema.state_dict(), args.out / "ema.pt")
         header = "| " + " | ".join(curve[0]) + " |"
         lines = [header, "|" + "---:|" * len(curve[0])]
         lines += [
