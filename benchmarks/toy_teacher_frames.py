@@ -135,18 +135,18 @@ def train_refiner(
     return refiner.eval()
 
 
-def relative(
-    videos: list[np.ndarray], real: list[np.ndarray], scenes: list[Scene], world: SpritesConfig
-) -> dict[str, float]:
+def mean_fidelity(videos: list[np.ndarray], scenes: list[Scene], world: SpritesConfig) -> dict[str, float]:
+    """Each of `truth.measure`'s measures, averaged over the videos."""
+    measured = [measure(v, s, world).as_dict() for v, s in zip(videos, scenes, strict=True)]
+    return {key: float(np.mean([m[key] for m in measured])) for key in measured[0]}
+
+
+def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     """Named-sprite and colour visibility relative to the real frames', and the off-palette share."""
-    measured = [measure(v, s, world) for v, s in zip(videos, scenes, strict=True)]
-    truth = [measure(v, s, world) for v, s in zip(real, scenes, strict=True)]
     return {
-        "shape / real": float(np.mean([m.visible for m in measured]) / np.mean([t.visible for t in truth])),
-        "colour / real": float(
-            np.mean([m.colour_visible for m in measured]) / np.mean([t.colour_visible for t in truth])
-        ),
-        "off-palette": float(np.mean([m.off_palette for m in measured])),
+        "shape / real": measured["visible"] / real["visible"],
+        "colour / real": measured["colour_visible"] / real["colour_visible"],
+        "off-palette": measured["off_palette"],
     }
 
 
@@ -187,15 +187,17 @@ def main() -> None:
     torch.manual_seed(0)
     console = Console()
 
-    world = SpritesConfig()
+    overrides: dict[str, float] = {}
     if args.radius is not None:
-        low, high = args.radius
-        world = world.model_copy(
-            update={"min_radius": low, "max_radius": high, "roam_margin": max(0.4, 2 * high)}
-        )
+        low, high = args.radius  # roaming sprites must still leave the frame whole: widen the margin
+        overrides |= {
+            "min_radius": low,
+            "max_radius": high,
+            "roam_margin": max(SpritesConfig().roam_margin, 2 * high),
+        }
     if args.max_objects is not None:
-        world = world.model_copy(update={"max_objects": args.max_objects})
-    world = SpritesConfig.model_validate(world.model_dump())  # re-check the overridden fields
+        overrides["max_objects"] = args.max_objects
+    world = SpritesConfig.model_validate(overrides)
     spec = load_model(TEACHER, GeneratorSpec)
     transformer = spec.transformer.model_copy(
         update={"patch_size": tuple(args.patch), "num_layers": args.layers}
@@ -207,6 +209,7 @@ def main() -> None:
     heldout = heldout_prompts(args.prompts, world)
     scenes = [sample_scene(item.seed, world) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
+    real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
     train_scenes = [sample_scene(clip_seed(TRAIN_BASE_SEED, i), world) for i in range(args.frames)]
     frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
@@ -223,7 +226,9 @@ def main() -> None:
                 (z := encode(codec, clip)) + sigma * torch.randn(z.shape, generator=noise) for clip in real
             ]
             for name, through in decoders.items():
-                measured = relative([decode(codec, z, through) for z in noisy], real, scenes, world)
+                measured = relative(
+                    mean_fidelity([decode(codec, z, through) for z in noisy], scenes, world), real_fidelity
+                )
                 console.print(f"real latents + noise {sigma}, decoded{name or ' (PCA)'}: " + fmt(measured))
 
     model = CausalWanTransformer(**transformer.model_dump())
@@ -237,7 +242,7 @@ def main() -> None:
     console.print(
         f"{args.frames} frames, latents {tuple(latents.shape[1:])}, {sum(p.numel() for p in model.parameters())} "
         f"parameters, patch {args.patch}, {args.layers} layers; real frames' shape visibility "
-        f"{np.mean([measure(v, s, world).visible for v, s in zip(real, scenes, strict=True)]):.3f}"
+        f"{real_fidelity['visible']:.3f}"
     )
 
     @torch.no_grad()
@@ -252,7 +257,8 @@ def main() -> None:
         for name, through in decoders.items():
             pixels = decode(codec, sampled, through)
             videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
-            row |= {key + name: value for key, value in relative(videos, real, scenes, world).items()}
+            measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
+            row |= {key + name: value for key, value in measured.items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
         curve.append(row)
         torch.save(ema.state_dict(), args.out / "ema.pt")
