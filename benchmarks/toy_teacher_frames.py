@@ -13,13 +13,19 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 - shape / real: frames showing each named sprite with its colour and its shape (issue 13's teacher
   target: 0.85 of real);
 - colour / real: the same with the colour only;
-- off-palette: the share of pixels near no palette colour (the teacher's target: 0.05 at most).
+- off-palette: the share of pixels near no palette colour (the teacher's target: 0.05 at most);
+- named shape fits: the share of named sprites' blobs that fit the named shape best, at any IoU
+  (`named_shape_fits`: does the generator read the shape words at all);
+- shape from real at sigma (`--from-real`): shape / real of the samples started from the real
+  frames' latents noised to sigma (SDEdit, Meng et al., ICLR 2022): the noise level at which the
+  denoiser loses the shapes.
 
 Minutes count training steps only. Each evaluation writes a frame grid (real frames above
-samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
-(`teacher_generator.yaml`) with `--patch`, `--layers` and the codec's block (`--block`) overridden;
-the world is the toy default with `--radius` and `--max-objects` overridden. `--refiner-steps`
-first trains a `Refiner` for the codec's decoder and measures every sample through both decoders.
+samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`.
+The model is the toy teacher's (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`,
+`--ffn` and the codec's block (`--block`) overridden; the world is the toy default with `--radius`
+and `--max-objects` overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder
+and measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -50,9 +56,11 @@ from mirai_train.sampling import FlowMatchSchedule, ode_grid, ode_trajectory
 from mirai_train.spec import GeneratorSpec
 from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
 from mirai_train.world.dataset import clip_seed
+from mirai_train.world.fidelity import palette_labels
 from mirai_train.world.render import to_tensor
 from mirai_train.world.scene import Scene
-from mirai_train.world.truth import measure
+from mirai_train.world.truth import colour_blobs, fit_radii, measure, min_area, shape_fit
+from mirai_train.world.vocabulary import COLOURS, SHAPES
 
 TEACHER = Path(__file__).resolve().parents[1] / "mirai_train" / "configs" / "toy" / "teacher_generator.yaml"
 TRAIN_BASE_SEED = 1  # the toy teacher's training clips (teacher.yaml: data.base_seed)
@@ -136,17 +144,39 @@ def train_refiner(
 
 
 def mean_fidelity(videos: list[np.ndarray], scenes: list[Scene], world: SpritesConfig) -> dict[str, float]:
-    """Each of `truth.measure`'s measures, averaged over the videos."""
+    """Each of `truth.measure`'s measures, averaged over the videos, and `named_shape_fits`."""
     measured = [measure(v, s, world).as_dict() for v, s in zip(videos, scenes, strict=True)]
-    return {key: float(np.mean([m[key] for m in measured])) for key in measured[0]}
+    means = {key: float(np.mean([m[key] for m in measured])) for key in measured[0]}
+    return means | {"named_shape": named_shape_fits(videos, scenes, world)}
+
+
+def named_shape_fits(videos: list[np.ndarray], scenes: list[Scene], world: SpritesConfig) -> float:
+    """Of the frames' largest blobs of a named sprite's colour, the share whose best-fitting shape
+    template is the one the prompt names, whatever the fit's IoU: it tells a generator that draws
+    the wrong shapes or ignores the shape words (chance is about 1/6) from one that draws the right
+    shapes roughly."""
+    hits = total = 0
+    for video, scene in zip(videos, scenes, strict=True):
+        labels = palette_labels(video)
+        for sprite in scene.objects:
+            largest: dict[int, tuple[np.ndarray, float]] = {}
+            for t, mask, area, _ in colour_blobs(labels, COLOURS.index(sprite.colour), min_area(world)):
+                if area > largest.get(t, (mask, 0.0))[1]:
+                    largest[t] = (mask, area)
+            for mask, _ in largest.values():
+                hits += int(shape_fit(mask, fit_radii(world)).argmax() == SHAPES.index(sprite.shape))
+                total += 1
+    return hits / total if total else float("nan")
 
 
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
-    """Named-sprite and colour visibility relative to the real frames', and the off-palette share."""
+    """Named-sprite and colour visibility relative to the real frames', the off-palette share and
+    the share of blobs fitting the named shape best."""
     return {
         "shape / real": measured["visible"] / real["visible"],
         "colour / real": measured["colour_visible"] / real["colour_visible"],
         "off-palette": measured["off_palette"],
+        "named shape fits": measured["named_shape"],
     }
 
 
@@ -163,6 +193,8 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--patch", type=int, nargs=3, default=[1, 1, 1], help="the teacher's patch (t h w)")
     parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--heads", type=int, default=4, help="attention heads of 32 channels: the width / 32")
+    parser.add_argument("--ffn", type=int, default=256, help="the feed-forward layers' width")
     parser.add_argument("--block", type=int, default=8, help="the PCA codec's pixels per latent position")
     parser.add_argument(
         "--radius", type=float, nargs=2, default=None, help="sprite radii, fractions of the frame"
@@ -173,6 +205,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="samples per held-out prompt")
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument(
+        "--from-real",
+        type=float,
+        nargs="*",
+        default=[],
+        help="noise levels (sigma) to also sample from the held-out real frames' noised latents",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--init", type=Path, default=None, help="start from these weights (an earlier run's ema.pt)"
@@ -200,7 +239,12 @@ def main() -> None:
     world = SpritesConfig.model_validate(overrides)
     spec = load_model(TEACHER, GeneratorSpec)
     transformer = spec.transformer.model_copy(
-        update={"patch_size": tuple(args.patch), "num_layers": args.layers}
+        update={
+            "patch_size": tuple(args.patch),
+            "num_layers": args.layers,
+            "num_attention_heads": args.heads,
+            "ffn_dim": args.ffn,
+        }
     )
     codec = SpritesPCACodec(args.block, spec.codec.temporal_factor, spec.codec.latent_channels)
     text = ToyTextEncoder(spec.text_encoder.dim, spec.text_encoder.max_length, spec.text_encoder.seed)
@@ -210,6 +254,7 @@ def main() -> None:
     scenes = [sample_scene(item.seed, world) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
+    real_latents = torch.cat([encode(codec, clip[: args.samples]) for clip in real])
     train_scenes = [sample_scene(clip_seed(TRAIN_BASE_SEED, i), world) for i in range(args.frames)]
     frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
@@ -242,7 +287,7 @@ def main() -> None:
     console.print(
         f"{args.frames} frames, latents {tuple(latents.shape[1:])}, {sum(p.numel() for p in model.parameters())} "
         f"parameters, patch {args.patch}, {args.layers} layers; real frames' shape visibility "
-        f"{real_fidelity['visible']:.3f}"
+        f"{real_fidelity['visible']:.3f}, named shape fits {real_fidelity['named_shape']:.2f}"
     )
 
     @torch.no_grad()
@@ -260,6 +305,18 @@ def main() -> None:
             measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
             row |= {key + name: value for key, value in measured.items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
+        for sigma in args.from_real:  # SDEdit (Meng et al., ICLR 2022): which noise level loses the shapes
+            start = sigma * schedule.num_train_timesteps
+            grid = [start, *(t for t in ode_grid(schedule, args.sample_steps, []) if t < start)]
+            noisy = (1 - sigma) * real_latents + sigma * noise
+            denoised = ode_trajectory(
+                ema, cond, noisy, grid, [], causal=False, guidance_scale=args.guidance,
+                negative_text=null.expand_as(cond), schedule=schedule,
+            )[:, -1]  # fmt: skip
+            pixels = decode(codec, denoised)
+            videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
+            measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
+            row[f"shape from real at {sigma:g}"] = measured["shape / real"]
         curve.append(row)
         torch.save(ema.state_dict(), args.out / "ema.pt")
         header = "| " + " | ".join(curve[0]) + " |"
