@@ -214,7 +214,10 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--init", type=Path, default=None, help="start from these weights (an earlier run's ema.pt)"
+        "--init",
+        type=Path,
+        default=None,
+        help="start from these weights (an earlier run's ema.pt), measured first",
     )
     parser.add_argument(
         "--refiner-steps", type=int, default=0, help="train a decoder refiner first (0: none); see `Refiner`"
@@ -328,6 +331,8 @@ def main() -> None:
         (args.out / "curve.md").write_text("\n".join(lines) + "\n")
         console.print(lines[0], lines[-1], sep="\n")
 
+    if args.init is not None:  # the curve starts where the weights do (`--steps 0` only measures them)
+        evaluate(0, 0.0)
     training = 0.0  # seconds of training steps, evaluations left out
     with Progress(console=console) as progress:
         task = progress.add_task("training", total=args.steps)
