@@ -240,6 +240,13 @@ def main() -> None:
     if args.max_objects is not None:
         overrides["max_objects"] = args.max_objects
     world = SpritesConfig.model_validate(overrides)
+    if not all(0 < sigma <= 1 for sigma in args.from_real):
+        parser.error(f"--from-real: noise levels must lie in (0, 1], got {args.from_real}")
+    real_frames = len(range(0, world.num_frames, 10))
+    if args.from_real and args.samples > real_frames:
+        parser.error(
+            f"--from-real starts one sample from each real frame: --samples must be at most {real_frames}"
+        )
     spec = load_model(TEACHER, GeneratorSpec)
     transformer = spec.transformer.model_copy(
         update={
