@@ -155,16 +155,17 @@ def named_shape_fits(videos: list[np.ndarray], scenes: list[Scene], world: Sprit
     template is the one the prompt names, whatever the fit's IoU: it tells a generator that draws
     the wrong shapes or ignores the shape words (chance is about 1/6) from one that draws the right
     shapes roughly."""
+    smallest, radii = min_area(world), fit_radii(world)
     hits = total = 0
     for video, scene in zip(videos, scenes, strict=True):
         labels = palette_labels(video)
         for sprite in scene.objects:
             largest: dict[int, tuple[np.ndarray, float]] = {}
-            for t, mask, area, _ in colour_blobs(labels, COLOURS.index(sprite.colour), min_area(world)):
+            for t, mask, area, _ in colour_blobs(labels, COLOURS.index(sprite.colour), smallest):
                 if area > largest.get(t, (mask, 0.0))[1]:
                     largest[t] = (mask, area)
             for mask, _ in largest.values():
-                hits += int(shape_fit(mask, fit_radii(world)).argmax() == SHAPES.index(sprite.shape))
+                hits += int(shape_fit(mask, radii).argmax() == SHAPES.index(sprite.shape))
                 total += 1
     return hits / total if total else float("nan")
 
@@ -242,11 +243,6 @@ def main() -> None:
     world = SpritesConfig.model_validate(overrides)
     if not all(0 < sigma <= 1 for sigma in args.from_real):
         parser.error(f"--from-real: noise levels must lie in (0, 1], got {args.from_real}")
-    real_frames = len(range(0, world.num_frames, 10))
-    if args.from_real and args.samples > real_frames:
-        parser.error(
-            f"--from-real starts one sample from each real frame: --samples must be at most {real_frames}"
-        )
     spec = load_model(TEACHER, GeneratorSpec)
     transformer = spec.transformer.model_copy(
         update={
@@ -263,6 +259,10 @@ def main() -> None:
     heldout = heldout_prompts(args.prompts, world)
     scenes = [sample_scene(item.seed, world) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
+    if args.from_real and args.samples > len(real[0]):
+        parser.error(
+            f"--from-real starts one sample from each real frame: --samples must be at most {len(real[0])}"
+        )
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
     real_latents = torch.cat([encode(codec, clip[: args.samples]) for clip in real])
     train_scenes = [sample_scene(clip_seed(TRAIN_BASE_SEED, i), world) for i in range(args.frames)]
