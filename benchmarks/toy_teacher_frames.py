@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor, nn
@@ -170,6 +172,51 @@ def named_shape_fits(videos: list[np.ndarray], scenes: list[Scene], world: Sprit
     return hits / total if total else float("nan")
 
 
+def place(scene: Scene, where: str, block: int) -> Scene:
+    """The scene with its sprites placed as `--place` says. "world": as sampled. "centre": its first
+    sprite alone, still at the frame's centre, no pillar: can the model put a sprite where its prompt
+    cannot say? "grid": every sprite still, its centre on a corner of the codec's `block`-pixel grid,
+    so each latent position sees the same piece of a shape wherever the sprite is."""
+    if where == "centre":
+        sprite = dataclasses.replace(
+            scene.objects[0], start=(scene.width / 2, scene.height / 2), velocity=(0.0, 0.0)
+        )
+        return dataclasses.replace(scene, objects=(sprite,), pillar=None)
+    if where == "grid":
+        sprites = tuple(
+            dataclasses.replace(
+                sprite, start=(block * round(sprite.start[0] / block), block * round(sprite.start[1] / block)),
+                velocity=(0.0, 0.0),
+            )
+            for sprite in scene.objects
+        )  # fmt: skip
+        return dataclasses.replace(scene, objects=sprites)
+    return scene
+
+
+ADALN_ZERO = ("condition_embedder.time_proj.", "scale_shift_table", ".attn2.to_out.", "proj_out.")
+
+
+def dit_init(model: CausalWanTransformer) -> None:
+    """DiT's initialisation (Peebles and Xie, ICCV 2023, section 3.2): Xavier-uniform linear layers
+    and patch embedding with zero biases, the timestep MLP drawn at std 0.02, and adaLN-Zero: every
+    block's modulation and gates (Wan's per-block table plus the shared timestep projection), the
+    cross-attention's output (ungated in Wan's block) and the output layer start at zero, so each
+    block starts as the identity. The toy's default is PyTorch's initialisation, as Wan's weights
+    are only ever loaded at the wan scale."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear | nn.Conv3d):  # the patch embedding is a linear map of a patch
+                nn.init.xavier_uniform_(module.weight.flatten(1))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for name, parameter in model.named_parameters():
+            if name.startswith("condition_embedder.time_embedder.") and name.endswith("weight"):
+                nn.init.normal_(parameter, std=0.02)
+            if any(part in name for part in ADALN_ZERO):
+                nn.init.zeros_(parameter)
+
+
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     """Named-sprite and colour visibility relative to the real frames', the off-palette share and
     the share of blobs fitting the named shape best."""
@@ -197,6 +244,13 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4, help="attention heads of 32 channels: the width / 32")
     parser.add_argument("--ffn", type=int, default=256, help="the feed-forward layers' width")
     parser.add_argument("--block", type=int, default=8, help="the PCA codec's pixels per latent position")
+    parser.add_argument(
+        "--rope-theta", type=float, default=10000.0, help="RoPE's base (Wan's 10000); see `main`"
+    )
+    parser.add_argument("--dit-init", action="store_true", help="DiT's initialisation; see `dit_init`")
+    parser.add_argument(
+        "--place", choices=("world", "centre", "grid"), default="world", help="where sprites are; see `place`"
+    )
     parser.add_argument(
         "--radius", type=float, nargs=2, default=None, help="sprite radii, fractions of the frame"
     )
@@ -257,7 +311,7 @@ def main() -> None:
     schedule = FlowMatchSchedule(shift=spec.sampler.timestep_shift)
 
     heldout = heldout_prompts(args.prompts, world)
-    scenes = [sample_scene(item.seed, world) for item in heldout]
+    scenes = [place(sample_scene(item.seed, world), args.place, args.block) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
     if args.from_real and args.samples > len(real[0]):
         parser.error(
@@ -265,7 +319,10 @@ def main() -> None:
         )
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
     real_latents = torch.cat([encode(codec, clip[: args.samples]) for clip in real])
-    train_scenes = [sample_scene(clip_seed(TRAIN_BASE_SEED, i), world) for i in range(args.frames)]
+    train_scenes = [
+        place(sample_scene(clip_seed(TRAIN_BASE_SEED, i), world), args.place, args.block)
+        for i in range(args.frames)
+    ]
     frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
     prompts = text.encode([scene.prompt for scene in train_scenes])
@@ -287,6 +344,13 @@ def main() -> None:
                 console.print(f"real latents + noise {sigma}, decoded{name or ' (PCA)'}: " + fmt(measured))
 
     model = CausalWanTransformer(**transformer.model_dump())
+    # Wan's RoPE base, 10000, leaves a 32-channel head 5 frequencies per image axis, of which 2 turn
+    # by more than 0.1 radian per step of an 8-position grid; a smaller base spreads them over it.
+    model.rope = WanRotaryPosEmbed(
+        transformer.attention_head_dim, model.patch, transformer.rope_max_seq_len, args.rope_theta
+    )
+    if args.dit_init:
+        dit_init(model)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
     ema = copy.deepcopy(model).requires_grad_(False)
