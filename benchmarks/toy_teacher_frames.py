@@ -23,8 +23,9 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 Minutes count training steps only. Each evaluation writes a frame grid (real frames above
 samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`.
 The model is the toy teacher's (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`,
-`--ffn` and the codec's block (`--block`) overridden; the world is the toy default with `--radius`
-and `--max-objects` overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder
+`--ffn`, RoPE's base (`--rope-theta`), the initialisation (`--dit-init`) and the codec's block
+(`--block`) overridden; the world is the toy default with `--radius`, `--max-objects` and where
+the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder
 and measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
