@@ -25,8 +25,8 @@ samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--in
 The model is the toy teacher's (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`,
 `--ffn`, RoPE's base (`--rope-theta`), the initialisation (`--dit-init`) and the codec's block
 (`--block`) overridden; the world is the toy default with `--radius`, `--max-objects` and where
-the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder
-and measures every sample through both decoders.
+the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's
+decoder and measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -61,7 +61,7 @@ from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_sce
 from mirai_train.world.dataset import clip_seed
 from mirai_train.world.fidelity import palette_labels
 from mirai_train.world.render import to_tensor
-from mirai_train.world.scene import Scene
+from mirai_train.world.scene import Scene, Sprite
 from mirai_train.world.truth import colour_blobs, fit_radii, measure, min_area, shape_fit
 from mirai_train.world.vocabulary import COLOURS, SHAPES
 
@@ -184,13 +184,12 @@ def place(scene: Scene, where: str, block: int) -> Scene:
         )
         return dataclasses.replace(scene, objects=(sprite,), pillar=None)
     if where == "grid":
-        sprites = tuple(
-            dataclasses.replace(
-                sprite, start=(block * round(sprite.start[0] / block), block * round(sprite.start[1] / block)),
-                velocity=(0.0, 0.0),
-            )
-            for sprite in scene.objects
-        )  # fmt: skip
+
+        def on_grid(sprite: Sprite) -> Sprite:
+            x, y = (float(block * round(c / block)) for c in sprite.start)
+            return dataclasses.replace(sprite, start=(x, y), velocity=(0.0, 0.0))
+
+        sprites = tuple(on_grid(sprite) for sprite in scene.objects)
         return dataclasses.replace(scene, objects=sprites)
     return scene
 
