@@ -18,14 +18,17 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
   (`named_shape_fits`: does the generator read the shape words at all);
 - shape from real at sigma (`--from-real`): shape / real of the samples started from the real
   frames' latents noised to sigma (SDEdit, Meng et al., ICLR 2022): the noise level at which the
-  denoiser loses the shapes.
+  denoiser loses the shapes;
+- shape and named shape fits from disc at sigma (`--from-disc`): the same from the real frames with
+  every sprite drawn as a circle of its colour and size (the disc frames themselves: 0.19 and 0.18
+  on big sprites): does the teacher draw the named shapes where it is shown the sprites are.
 
 Minutes count training steps only. Each evaluation writes a frame grid (real frames above
 samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`.
 The model is the toy teacher's (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`,
-`--ffn`, RoPE's base (`--rope-theta`), the initialisation (`--dit-init`) and the codec's block
-(`--block`) overridden; the world is the toy default with `--radius`, `--max-objects` and where
-the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's
+`--ffn`, RoPE's base (`--rope-theta`), the initialisation (`--dit-init`), self-conditioning
+(`--self-condition`) and the codec's block (`--block`) overridden; the world is the toy default
+with `--radius`, `--max-objects` and where the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's
 decoder and measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -51,11 +55,11 @@ from torch import Tensor, nn
 from mirai_eval.fidelity import frame_grid
 from mirai_eval.generate import to_frames
 from mirai_train.config_files import load_model
-from mirai_train.losses.flow_matching import draw_flow_matching, flow_matching_loss
+from mirai_train.losses.flow_matching import FlowMatchingDraw, draw_flow_matching, flow_matching_loss
 from mirai_train.models.causal_wan import CausalWanTransformer
 from mirai_train.models.codecs import SpritesPCACodec
 from mirai_train.models.text_encoders import ToyTextEncoder
-from mirai_train.sampling import FlowMatchSchedule, ode_grid, ode_trajectory
+from mirai_train.sampling import FlowMatchSchedule, guided, ode_grid, ode_trajectory
 from mirai_train.spec import GeneratorSpec
 from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene
 from mirai_train.world.dataset import clip_seed
@@ -173,6 +177,12 @@ def named_shape_fits(videos: list[np.ndarray], scenes: list[Scene], world: Sprit
     return hits / total if total else float("nan")
 
 
+def as_discs(scene: Scene) -> Scene:
+    """The scene with every sprite a circle of its colour and size (its prompt still names the shape)."""
+    circles = tuple(dataclasses.replace(sprite, shape="circle") for sprite in scene.objects)
+    return dataclasses.replace(scene, objects=circles)
+
+
 def place(scene: Scene, where: str, block: int) -> Scene:
     """The scene with its sprites placed as `--place` says. "world": as sampled. "centre": its first
     sprite alone, still at the frame's centre, no pillar: can the model put a sprite where its prompt
@@ -217,6 +227,44 @@ def dit_init(model: CausalWanTransformer) -> None:
                 nn.init.zeros_(parameter)
 
 
+class SelfConditioned(nn.Module):
+    """Self-conditioning (Chen, Zhang and Hinton, "Analog Bits", ICLR 2023, section 3.1): the model
+    also sees its own previous estimate of the clean latents, stacked on the noisy ones along the
+    channels (zeros when it has none), so at mid noise it can keep to the places and shapes it has
+    already started to draw instead of predicting their average again."""
+
+    def __init__(self, model: CausalWanTransformer, schedule: FlowMatchSchedule) -> None:
+        super().__init__()
+        self.model, self.schedule = model, schedule
+
+    def flow(self, noisy: Tensor, estimate: Tensor, timestep: Tensor, text: Tensor) -> Tensor:
+        out = self.model(torch.cat([noisy, estimate], dim=1), timestep, text, causal=False).sample
+        assert out is not None
+        return out
+
+    def loss(self, draw: FlowMatchingDraw, x0: Tensor, text: Tensor, generator: torch.Generator) -> Tensor:
+        """Half the steps first estimate x0 without gradient and train on that estimate."""
+        estimate = torch.zeros_like(draw.noisy)
+        if torch.rand((), generator=generator) < 0.5:
+            with torch.no_grad():
+                flow = self.flow(draw.noisy, estimate, draw.timestep, text)
+                estimate = self.schedule.flow_to_x0(flow, draw.noisy, draw.timestep)
+        return flow_matching_loss(self.flow(draw.noisy, estimate, draw.timestep, text), x0, draw.noise)
+
+    @torch.no_grad()
+    def sample(self, text: Tensor, null: Tensor, start: Tensor, grid: list[float], guidance: float) -> Tensor:
+        """Euler over `grid` from `start` with guidance, each step seeing the previous step's x0."""
+        x, estimate = start, torch.zeros_like(start)
+        for t, t_next in itertools.pairwise(grid):
+            timestep = torch.full((len(x),), t)
+            flow = guided(
+                self.flow(x, estimate, timestep, text), self.flow(x, estimate, timestep, null), guidance
+            )
+            estimate = self.schedule.flow_to_x0(flow, x, timestep)
+            x = x + (t_next - t) / self.schedule.num_train_timesteps * flow
+        return x
+
+
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     """Named-sprite and colour visibility relative to the real frames', the off-palette share and
     the share of blobs fitting the named shape best."""
@@ -249,6 +297,9 @@ def main() -> None:
     )
     parser.add_argument("--dit-init", action="store_true", help="DiT's initialisation; see `dit_init`")
     parser.add_argument(
+        "--self-condition", action="store_true", help="self-conditioning; see `SelfConditioned`"
+    )
+    parser.add_argument(
         "--place", choices=("world", "centre", "grid"), default="world", help="where sprites are; see `place`"
     )
     parser.add_argument(
@@ -266,6 +317,13 @@ def main() -> None:
         nargs="*",
         default=[],
         help="noise levels (sigma) to also sample from the held-out real frames' noised latents",
+    )
+    parser.add_argument(
+        "--from-disc",
+        type=float,
+        nargs="*",
+        default=[],
+        help="the same from the real frames with every sprite drawn as a circle; see `as_discs`",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
@@ -295,8 +353,9 @@ def main() -> None:
     if args.max_objects is not None:
         overrides["max_objects"] = args.max_objects
     world = SpritesConfig.model_validate(overrides)
-    if not all(0 < sigma <= 1 for sigma in args.from_real):
-        parser.error(f"--from-real: noise levels must lie in (0, 1], got {args.from_real}")
+    for flag, levels in (("--from-real", args.from_real), ("--from-disc", args.from_disc)):
+        if not all(0 < sigma <= 1 for sigma in levels):
+            parser.error(f"{flag}: noise levels must lie in (0, 1], got {levels}")
     spec = load_model(TEACHER, GeneratorSpec)
     transformer = spec.transformer.model_copy(
         update={
@@ -304,6 +363,7 @@ def main() -> None:
             "num_layers": args.layers,
             "num_attention_heads": args.heads,
             "ffn_dim": args.ffn,
+            "in_channels": spec.transformer.in_channels * (2 if args.self_condition else 1),
         }
     )
     codec = SpritesPCACodec(args.block, spec.codec.temporal_factor, spec.codec.latent_channels)
@@ -313,12 +373,18 @@ def main() -> None:
     heldout = heldout_prompts(args.prompts, world)
     scenes = [place(sample_scene(item.seed, world), args.place, args.block) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
-    if args.from_real and args.samples > len(real[0]):
+    if (args.from_real or args.from_disc) and args.samples > len(real[0]):
         parser.error(
-            f"--from-real starts one sample from each real frame: --samples must be at most {len(real[0])}"
+            f"--from-real and --from-disc start one sample from each real frame: --samples must be at"
+            f" most {len(real[0])}"
         )
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
-    real_latents = torch.cat([encode(codec, clip[: args.samples]) for clip in real])
+    starts = {  # the latents --from-real and --from-disc noise and sample from
+        "real": torch.cat([encode(codec, clip) for clip in real]),
+        "disc": torch.cat(
+            [encode(codec, render(as_discs(s), world.num_frames)[::10][: args.samples]) for s in scenes]
+        ),
+    }
     train_scenes = [
         place(sample_scene(clip_seed(TRAIN_BASE_SEED, i), world), args.place, args.block)
         for i in range(args.frames)
@@ -354,6 +420,7 @@ def main() -> None:
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
     ema = copy.deepcopy(model).requires_grad_(False)
+    conditioned = SelfConditioned(model, schedule) if args.self_condition else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
     curve: list[dict[str, float]] = []
@@ -364,14 +431,21 @@ def main() -> None:
         f"{real_fidelity['visible']:.3f}, named shape fits {real_fidelity['named_shape']:.2f}"
     )
 
+    def sample(cond: Tensor, start: Tensor, grid: list[float]) -> Tensor:
+        """The EMA's samples from `start` (noise, or noised latents at the grid's first timestep)."""
+        negative = null.expand_as(cond)
+        if args.self_condition:
+            return SelfConditioned(ema, schedule).sample(cond, negative, start, grid, args.guidance)
+        return ode_trajectory(
+            ema, cond, start, grid, [], causal=False, guidance_scale=args.guidance, negative_text=negative,
+            schedule=schedule,
+        )[:, -1]  # fmt: skip
+
     @torch.no_grad()
     def evaluate(step: int, minutes: float) -> None:
         cond = text.encode([scene.prompt for scene in scenes]).repeat_interleave(args.samples, 0)
         noise = torch.randn((len(cond), *latents.shape[1:]), generator=torch.Generator().manual_seed(123))
-        sampled = ode_trajectory(
-            ema, cond, noise, ode_grid(schedule, args.sample_steps, []), [], causal=False,
-            guidance_scale=args.guidance, negative_text=null.expand_as(cond), schedule=schedule,
-        )[:, -1]  # fmt: skip
+        sampled = sample(cond, noise, ode_grid(schedule, args.sample_steps, []))
         row = {"step": step, "minutes": minutes}
         for name, through in decoders.items():
             pixels = decode(codec, sampled, through)
@@ -379,18 +453,18 @@ def main() -> None:
             measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
             row |= {key + name: value for key, value in measured.items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
-        for sigma in args.from_real:  # SDEdit (Meng et al., ICLR 2022): which noise level loses the shapes
-            start = sigma * schedule.num_train_timesteps
-            grid = [start, *(t for t in ode_grid(schedule, args.sample_steps, []) if t < start)]
-            noisy = (1 - sigma) * real_latents + sigma * noise
-            denoised = ode_trajectory(
-                ema, cond, noisy, grid, [], causal=False, guidance_scale=args.guidance,
-                negative_text=null.expand_as(cond), schedule=schedule,
-            )[:, -1]  # fmt: skip
-            pixels = decode(codec, denoised)
-            videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
-            measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
-            row[f"shape from real at {sigma:g}"] = measured["shape / real"]
+        # SDEdit (Meng et al., ICLR 2022): which noise level loses the shapes (real), or which
+        # draws the named shapes where the sprites are (disc)
+        for name, levels in (("real", args.from_real), ("disc", args.from_disc)):
+            for sigma in levels:
+                start = sigma * schedule.num_train_timesteps
+                grid = [start, *(t for t in ode_grid(schedule, args.sample_steps, []) if t < start)]
+                pixels = decode(codec, sample(cond, (1 - sigma) * starts[name] + sigma * noise, grid))
+                videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
+                measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
+                row[f"shape from {name} at {sigma:g}"] = measured["shape / real"]
+                if name == "disc":
+                    row[f"fits from disc at {sigma:g}"] = measured["named shape fits"]
         curve.append(row)
         torch.save(ema.state_dict(), args.out / "ema.pt")
         header = "| " + " | ".join(curve[0]) + " |"
@@ -413,9 +487,12 @@ def main() -> None:
             x0, cond = latents[index], prompts[index].clone()
             cond[torch.rand(args.batch, generator=generator) < 0.1] = null
             draw = draw_flow_matching(x0, schedule, generator=generator, terminal_share=0.25)
-            flow = model(draw.noisy, draw.timestep, cond, causal=False).sample
-            assert flow is not None
-            loss = flow_matching_loss(flow, x0, draw.noise)
+            if conditioned is not None:
+                loss = conditioned.loss(draw, x0, cond, generator)
+            else:
+                flow = model(draw.noisy, draw.timestep, cond, causal=False).sample
+                assert flow is not None
+                loss = flow_matching_loss(flow, x0, draw.noise)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
