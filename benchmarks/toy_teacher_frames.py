@@ -23,13 +23,14 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
   every sprite drawn as a circle of its colour and size (the disc frames themselves: 0.19 and 0.18
   on big sprites): does the teacher draw the named shapes where it is shown the sprites are.
 
-Minutes count training steps only. Each evaluation writes a frame grid (real frames above
-samples), the curve so far (`curve.md`) and the EMA weights (`ema.pt`, for `--init`) into `--out`.
-The model is the toy teacher's (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`,
-`--ffn`, RoPE's base (`--rope-theta`), the initialisation (`--dit-init`), self-conditioning
-(`--self-condition`) and the codec's block (`--block`) overridden; the world is the toy default
-with `--radius`, `--max-objects` and where the sprites are (`--place`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's
-decoder and measures every sample through both decoders.
+Minutes count training steps only. Each evaluation writes frame grids (real frames above samples,
+and above those from each `--from-real` and `--from-disc` level), the curve so far (`curve.md`) and
+the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
+(`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base
+(`--rope-theta`), the initialisation (`--dit-init`), self-conditioning (`--self-condition`) and the
+codec's block (`--block`) overridden; the world is the toy default with `--radius`,
+`--max-objects` and where the sprites are (`--place`) overridden. `--refiner-steps` first trains a
+`Refiner` for the codec's decoder and measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -183,11 +184,29 @@ def as_discs(scene: Scene) -> Scene:
     return dataclasses.replace(scene, objects=circles)
 
 
-def place(scene: Scene, where: str, block: int) -> Scene:
+def place(scene: Scene, where: str, block: int, lattice: int, margin: float) -> Scene:
     """The scene with its sprites placed as `--place` says. "world": as sampled. "centre": its first
     sprite alone, still at the frame's centre, no pillar: can the model put a sprite where its prompt
     cannot say? "grid": every sprite still, its centre on a corner of the codec's `block`-pixel grid,
-    so each latent position sees the same piece of a shape wherever the sprite is."""
+    so each latent position sees the same piece of a shape wherever the sprite is. "lattice": every
+    sprite still, its centre moved to the nearest of `lattice` x `lattice` places spread evenly
+    between `margin` pixels from each side (sprites sharing a place overlap: use one a frame): how
+    does learning the shapes scale with the number of places a sprite can be at?"""
+    if where == "lattice":
+
+        def snap(c: float, side: int) -> float:
+            if lattice == 1:
+                return side / 2
+            step = (side - 2 * margin) / (lattice - 1)
+            return margin + step * min(max(round((c - margin) / step), 0), lattice - 1)
+
+        def on_lattice(sprite: Sprite) -> Sprite:
+            (x, y), still = sprite.start, (0.0, 0.0)
+            return dataclasses.replace(
+                sprite, start=(snap(x, scene.width), snap(y, scene.height)), velocity=still
+            )
+
+        return dataclasses.replace(scene, objects=tuple(on_lattice(sprite) for sprite in scene.objects))
     if where == "centre":
         sprite = dataclasses.replace(
             scene.objects[0], start=(scene.width / 2, scene.height / 2), velocity=(0.0, 0.0)
@@ -300,8 +319,12 @@ def main() -> None:
         "--self-condition", action="store_true", help="self-conditioning; see `SelfConditioned`"
     )
     parser.add_argument(
-        "--place", choices=("world", "centre", "grid"), default="world", help="where sprites are; see `place`"
+        "--place",
+        choices=("world", "centre", "grid", "lattice"),
+        default="world",
+        help="where sprites are; see `place`",
     )
+    parser.add_argument("--lattice", type=int, default=2, help="places a side for --place lattice")
     parser.add_argument(
         "--radius", type=float, nargs=2, default=None, help="sprite radii, fractions of the frame"
     )
@@ -371,7 +394,14 @@ def main() -> None:
     schedule = FlowMatchSchedule(shift=spec.sampler.timestep_shift)
 
     heldout = heldout_prompts(args.prompts, world)
-    scenes = [place(sample_scene(item.seed, world), args.place, args.block) for item in heldout]
+
+    def placed(seed: int) -> Scene:
+        """The scene of `seed`, its sprites where `--place` says (a lattice spans the places the
+        world draws for its largest sprites' centres)."""
+        margin = world.max_radius * min(world.height, world.width)
+        return place(sample_scene(seed, world), args.place, args.block, args.lattice, margin)
+
+    scenes = [placed(item.seed) for item in heldout]
     real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
     if (args.from_real or args.from_disc) and args.samples > len(real[0]):
         parser.error(
@@ -385,10 +415,7 @@ def main() -> None:
             [encode(codec, render(as_discs(s), world.num_frames)[::10][: args.samples]) for s in scenes]
         ),
     }
-    train_scenes = [
-        place(sample_scene(clip_seed(TRAIN_BASE_SEED, i), world), args.place, args.block)
-        for i in range(args.frames)
-    ]
+    train_scenes = [placed(clip_seed(TRAIN_BASE_SEED, i)) for i in range(args.frames)]
     frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
     prompts = text.encode([scene.prompt for scene in train_scenes])
@@ -462,6 +489,7 @@ def main() -> None:
                 pixels = decode(codec, sample(cond, (1 - sigma) * starts[name] + sigma * noise, grid))
                 videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
                 measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
+                frame_grid(real, videos, args.out / f"grid_from_{name}_{sigma:g}_{step:06d}.png")
                 row[f"shape from {name} at {sigma:g}"] = measured["shape / real"]
                 if name == "disc":
                     row[f"fits from disc at {sigma:g}"] = measured["named shape fits"]
