@@ -376,6 +376,8 @@ def main() -> None:
     if args.max_objects is not None:
         overrides["max_objects"] = args.max_objects
     world = SpritesConfig.model_validate(overrides)
+    if args.lattice < 1:
+        parser.error(f"--lattice: at least 1 place a side, got {args.lattice}")
     for flag, levels in (("--from-real", args.from_real), ("--from-disc", args.from_disc)):
         if not all(0 < sigma <= 1 for sigma in levels):
             parser.error(f"{flag}: noise levels must lie in (0, 1], got {levels}")
@@ -480,8 +482,8 @@ def main() -> None:
             measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
             row |= {key + name: value for key, value in measured.items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
-        # SDEdit (Meng et al., ICLR 2022): which noise level loses the shapes (real), or which
-        # draws the named shapes where the sprites are (disc)
+        # SDEdit (Meng et al., ICLR 2022): at which noise level the shapes are lost (real); whether
+        # the named shapes are drawn where the sprites are shown to be (disc)
         for name, levels in (("real", args.from_real), ("disc", args.from_disc)):
             for sigma in levels:
                 start = sigma * schedule.num_train_timesteps
