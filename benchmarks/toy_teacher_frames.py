@@ -403,20 +403,23 @@ def main() -> None:
         margin = world.max_radius * min(world.height, world.width)
         return place(sample_scene(seed, world), args.place, args.block, args.lattice, margin)
 
+    def held_out_frames(scene: Scene) -> np.ndarray:
+        """The frames samples are measured against: every 10th of the clip, the first `--samples`."""
+        return render(scene, world.num_frames)[::10][: args.samples]
+
     scenes = [placed(item.seed) for item in heldout]
-    real = [render(scene, world.num_frames)[::10][: args.samples] for scene in scenes]
+    real = [held_out_frames(scene) for scene in scenes]
     if (args.from_real or args.from_disc) and args.samples > len(real[0]):
         parser.error(
             f"--from-real and --from-disc start one sample from each real frame: --samples must be at"
             f" most {len(real[0])}"
         )
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
-    starts = {  # the latents --from-real and --from-disc noise and sample from
-        "real": torch.cat([encode(codec, clip) for clip in real]),
-        "disc": torch.cat(
-            [encode(codec, render(as_discs(s), world.num_frames)[::10][: args.samples]) for s in scenes]
-        ),
-    }
+    starts: dict[str, Tensor] = {}  # the latents --from-real and --from-disc noise and sample from
+    if args.from_real:
+        starts["real"] = torch.cat([encode(codec, clip) for clip in real])
+    if args.from_disc:
+        starts["disc"] = torch.cat([encode(codec, held_out_frames(as_discs(s))) for s in scenes])
     train_scenes = [placed(clip_seed(TRAIN_BASE_SEED, i)) for i in range(args.frames)]
     frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
