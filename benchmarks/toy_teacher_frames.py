@@ -27,7 +27,8 @@ Minutes count training steps only. Each evaluation writes frame grids (real fram
 and above those from each `--from-real` and `--from-disc` level), the curve so far (`curve.md`) and
 the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
 (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base
-(`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`), the
+(`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more
+tokens (`--rope-period`), the
 initialisation (`--dit-init`), self-conditioning (`--self-condition`), a convolution in every
 feed-forward (`--ffn-conv`) and the codec's block (`--block`) overridden; the world is the toy
 default with `--radius`, `--max-objects`, where the sprites are (`--place`) and how far they are
@@ -243,17 +244,19 @@ def _placed(scene: Scene, where: str, block: int, lattice: int, margin: float) -
     return scene
 
 
-def cyclic_rope(rope: WanRotaryPosEmbed, grid: tuple[int, int]) -> None:
-    """Turn RoPE's image axes into whole turns over the token grid: frequency k turns 2 pi k / G a
-    position on an axis of G tokens, so a query and key interact only through their offset modulo
-    G. Every token then sees the same offsets, the frame has no edge, and the model (per-token
-    maps around attention that depends on offsets alone) commutes with whole-token cyclic
-    shifts: it cannot tell where in the frame a token is, only where it lies relative to the others,
-    so any drawing it learns serves every place alike."""
+def cyclic_rope(rope: WanRotaryPosEmbed, periods: tuple[int, int]) -> None:
+    """Turn RoPE's image axes into whole turns: frequency k turns 2 pi k / P a token on an axis, so a
+    query and key interact only through their offset modulo P. Where P is the axis's number of
+    tokens (`--rope-cyclic`), every token sees the same offsets, the frame has no edge, and the
+    model (per-token maps around attention that depends on offsets alone) commutes with whole-token
+    cyclic shifts: it cannot tell where in the frame a token is, only where it lies relative to the
+    others, so any drawing it learns serves every place alike. Where P is larger (`--rope-period`),
+    the frequencies are as fine but no offset within the frame aliases another: the frame keeps its
+    edges, and nothing wraps across them."""
     sizes = [rope.t_dim, rope.h_dim, rope.w_dim]
-    for side, index in zip(grid, (1, 2), strict=True):
+    for period, index in zip(periods, (1, 2), strict=True):
         turns = torch.arange(1, sizes[index] // 2 + 1, dtype=torch.float64).repeat_interleave(2)
-        angles = 2 * torch.pi * torch.arange(rope.max_seq_len, dtype=torch.float64)[:, None] * turns / side
+        angles = 2 * torch.pi * torch.arange(rope.max_seq_len, dtype=torch.float64)[:, None] * turns / period
         start = sum(sizes[:index])
         for table, f in ((rope.freqs_cos, torch.cos), (rope.freqs_sin, torch.sin)):
             cast(Tensor, table)[:, start : start + sizes[index]] = f(angles).to(cast(Tensor, table).dtype)
@@ -395,6 +398,12 @@ def main() -> None:
         help="RoPE in whole turns over the token grid; see `cyclic_rope`",
     )
     parser.add_argument(
+        "--rope-period",
+        type=int,
+        default=0,
+        help="RoPE in whole turns over this many tokens, more than the grid's side (0: Wan's); see `cyclic_rope`",
+    )
+    parser.add_argument(
         "--ffn-conv",
         type=int,
         default=0,
@@ -468,11 +477,18 @@ def main() -> None:
     if args.max_objects is not None:
         overrides["max_objects"] = args.max_objects
     world = SpritesConfig.model_validate(overrides)
+    tokens = (world.height // args.block // args.patch[1], world.width // args.block // args.patch[2])
+    if args.rope_period and args.rope_period <= max(tokens):
+        parser.error(
+            f"--rope-period: more than the token grid's side, {max(tokens)}; that side is --rope-cyclic"
+        )
     if args.lattice < 1:
         parser.error(f"--lattice: at least 1 place a side, got {args.lattice}")
     offset = (args.offset[0], args.offset[1])
     if args.place == "world" and offset != (0.0, 0.0):
         parser.error("--offset moves still sprites: give it with --place centre, grid or lattice")
+    if args.rope_period and args.rope_cyclic:
+        parser.error("--rope-period and --rope-cyclic both set RoPE's image frequencies: give one")
     for flag, levels in (("--from-real", args.from_real), ("--from-disc", args.from_disc)):
         if not all(0 < sigma <= 1 for sigma in levels):
             parser.error(f"{flag}: noise levels must lie in (0, 1], got {levels}")
@@ -544,7 +560,8 @@ def main() -> None:
     )
     if args.dit_init:
         dit_init(model)
-    tokens = (world.height // args.block // args.patch[1], world.width // args.block // args.patch[2])
+    if args.rope_period:
+        cyclic_rope(model.rope, (args.rope_period, args.rope_period))
     if args.rope_cyclic:
         cyclic_rope(model.rope, tokens)
         error = shift_error(model, tuple(latents.shape[1:]), spec.text_encoder.dim)
