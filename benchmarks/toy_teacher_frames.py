@@ -16,6 +16,8 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 - off-palette: the share of pixels near no palette colour (the teacher's target: 0.05 at most);
 - named shape fits: the share of named sprites' blobs that fit the named shape best, at any IoU
   (`named_shape_fits`: does the generator read the shape words at all);
+- background / real: the share of pixels showing the scene's background bands and pillar where
+  they stand, relative to real frames (where sprites cover some of it);
 - shape from real at sigma (`--from-real`): shape / real of the samples started from the real
   frames' latents noised to sigma (SDEdit, Meng et al., ICLR 2022): the noise level at which the
   denoiser loses the shapes;
@@ -26,14 +28,14 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 Minutes count training steps only. Each evaluation writes frame grids (real frames above samples,
 and above those from each `--from-real` and `--from-disc` level), the curve so far (`curve.md`) and
 the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
-(`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base
-(`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more
-tokens (`--rope-period`), the
-initialisation (`--dit-init`), self-conditioning (`--self-condition`), a convolution in every
-feed-forward (`--ffn-conv`) and the codec's block (`--block`) overridden; the world is the toy
-default with `--radius`, `--max-objects`, where the sprites are (`--place`) and how far they are
-then moved (`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's
-decoder and measures every sample through both decoders.
+(`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base (`--rope-
+theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more tokens
+(`--rope-period`), the initialisation (`--dit-init`), a learned place embedding (`--place-
+embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward (`--ffn-
+conv`) and the codec's block (`--block`) overridden; the world is the toy default with `--radius`,
+`--max-objects`, where the sprites are (`--place`) and how far they are then moved (`--offset`)
+overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and measures every
+sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -323,6 +325,22 @@ class MixFFN(nn.Module):
         return self.rest(self.first.gelu(x))
 
 
+class PlacedPatchEmbedding(nn.Conv3d):
+    """The patch embedding plus a learned embedding of each token's place in the frame (ViT's learned
+    positions: Dosovitskiy et al., ICLR 2021), zero at the start. A place-blind model
+    (`--rope-cyclic`) draws the world's fixed pillar anywhere; this lets it learn where the pillar
+    stands: does it then also tie its drawings to places again?"""
+
+    def __init__(self, conv: nn.Conv3d, grid: tuple[int, int]) -> None:
+        patch = cast(tuple[int, int, int], conv.kernel_size)
+        super().__init__(conv.in_channels, conv.out_channels, patch, stride=patch)
+        self.load_state_dict(conv.state_dict())
+        self.place = nn.Parameter(torch.zeros(conv.out_channels, 1, *grid))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.place
+
+
 class SelfConditioned(nn.Module):
     """Self-conditioning (Chen, Zhang and Hinton, "Analog Bits", ICLR 2023, section 3.1): the model
     also sees its own previous estimate of the clean latents, stacked on the noisy ones along the
@@ -362,13 +380,15 @@ class SelfConditioned(nn.Module):
 
 
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
-    """Named-sprite and colour visibility relative to the real frames', the off-palette share and
-    the share of blobs fitting the named shape best."""
+    """Named-sprite and colour visibility relative to the real frames', the off-palette share, the
+    share of blobs fitting the named shape best, and the background (bands and pillar) relative to
+    the real frames'."""
     return {
         "shape / real": measured["visible"] / real["visible"],
         "colour / real": measured["colour_visible"] / real["colour_visible"],
         "off-palette": measured["off_palette"],
         "named shape fits": measured["named_shape"],
+        "background / real": measured["background"] / real["background"],
     }
 
 
@@ -396,6 +416,11 @@ def main() -> None:
         "--rope-cyclic",
         action="store_true",
         help="RoPE in whole turns over the token grid; see `cyclic_rope`",
+    )
+    parser.add_argument(
+        "--place-embedding",
+        action="store_true",
+        help="a learned embedding of each token's place; see `PlacedPatchEmbedding`",
     )
     parser.add_argument(
         "--rope-period",
@@ -571,8 +596,13 @@ def main() -> None:
     if args.ffn_conv:
         for block in model.blocks:
             block.ffn = MixFFN(block.ffn, tokens, args.ffn_conv)
+    if args.place_embedding:
+        model.patch_embedding = PlacedPatchEmbedding(model.patch_embedding, tokens)
     if args.init is not None:
-        model.load_state_dict(torch.load(args.init, weights_only=True))
+        state = torch.load(args.init, weights_only=True)
+        if args.place_embedding:  # weights trained without one start it at zero
+            state.setdefault("patch_embedding.place", model.patch_embedding.place.detach().clone())
+        model.load_state_dict(state)
     ema = copy.deepcopy(model).requires_grad_(False)
     conditioned = SelfConditioned(model, schedule) if args.self_condition else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
