@@ -28,14 +28,14 @@ truth, relative to real frames of the same scenes (every 10th of the 81 rendered
 Minutes count training steps only. Each evaluation writes frame grids (real frames above samples,
 and above those from each `--from-real` and `--from-disc` level), the curve so far (`curve.md`) and
 the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
-(`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base (`--rope-
-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more tokens
-(`--rope-period`), the initialisation (`--dit-init`), a learned place embedding (`--place-
-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward (`--ffn-
-conv`) and the codec's block (`--block`) overridden; the world is the toy default with `--radius`,
-`--max-objects`, where the sprites are (`--place`) and how far they are then moved (`--offset`)
-overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and measures every
-sample through both decoders.
+(`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base
+(`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more
+tokens (`--rope-period`), the initialisation (`--dit-init`), a learned place embedding
+(`--place-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward
+(`--ffn-conv`) and the codec's block (`--block`) overridden; the world is the toy default with
+`--radius`, `--max-objects`, where the sprites are (`--place`) and how far they are then moved
+(`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and
+measures every sample through both decoders.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
