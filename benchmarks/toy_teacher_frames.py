@@ -328,8 +328,9 @@ class MixFFN(nn.Module):
 class PlacedPatchEmbedding(nn.Conv3d):
     """The patch embedding plus a learned embedding of each token's place in the frame (ViT's learned
     positions: Dosovitskiy et al., ICLR 2021), zero at the start. A place-blind model
-    (`--rope-cyclic`) draws the world's fixed pillar anywhere; this lets it learn where the pillar
-    stands: does it then also tie its drawings to places again?"""
+    (`--rope-cyclic`) wraps sprites across the frame's edges and cannot keep to what the frame fixes
+    (its edges, the background's bands); this lets it learn where those are: does it then also tie
+    its drawings to places again?"""
 
     def __init__(self, conv: nn.Conv3d, grid: tuple[int, int]) -> None:
         patch = cast(tuple[int, int, int], conv.kernel_size)
