@@ -108,6 +108,13 @@ TOY_CHAINS = ("mirai_train/configs/toy/chain.yaml", "mirai_train/configs/toy/qui
 # score rows and a lock of what the rows were computed from; the default suite checks both
 # (tests/test_locks.py), so a stale table fails CI all the same.
 LOCKED = ("manifests/toy/planning_gap.yaml",)
+# Written by `nox -s tables` beside the tables: the machine they were computed on.
+MACHINE_FILE = "toy_machine.txt"
+MACHINE_HEADER = (
+    "# The machine that computed the toy tables in this folder (written by `nox -s tables`). Toy\n"
+    '# numbers reproduce byte for byte only on machines of this kind (README, "The toy tables and\n'
+    '# the machine").\n'
+)
 
 
 def _chains(manifest: str) -> frozenset[str]:
@@ -126,7 +133,9 @@ def tables(session: nox.Session) -> None:
     `mirai-eval run` resumes from the store (only missing videos and scores are computed) and writes
     the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
     manifests as arguments to regenerate only some. Toy runs use one torch thread whatever the
-    environment says (`generation.threads`), so the tables come out bit for bit on any machine.
+    environment says (`generation.threads`), so the tables come out bit for bit on any machine of
+    the kind that made them; `tables/generated/toy_machine.txt` names that kind (the CPU and the
+    kernels torch picks for it), and a failure here names this machine's beside it.
 
     Toy runs use one thread, so the work is spread over processes: manifests that train different
     chains run side by side (the store takes concurrent writers), those sharing a chain one after
@@ -199,12 +208,32 @@ def tables(session: nox.Session) -> None:
         thread.join()
     if failures:
         session.error("\n".join(failures))
+    machine = Path("tables/generated") / MACHINE_FILE
+    committed = machine.read_text().splitlines()[-1] if machine.exists() else "not recorded"
+    here = subprocess.run(
+        [python, "-c", "from mirai_eval.pipeline.run import cpu_kind; print(cpu_kind())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not session.posargs:  # every table was computed here
+        machine.write_text(MACHINE_HEADER + here + "\n")
     changed = session.run(
-        "git", "status", "--porcelain", "--", "tables/generated", external=True, silent=True
+        "git",
+        "status",
+        "--porcelain",
+        "--",
+        "tables/generated",
+        f":(exclude){machine}",
+        external=True,
+        silent=True,
     )
     if changed:
         session.error(
-            f"the committed toy tables differ from the regenerated ones:\n{changed}commit tables/generated/"
+            f"the committed toy tables differ from the regenerated ones:\n{changed}commit tables/generated/ "
+            f"(with {machine}).\nThe committed tables were computed on: {committed}\nthis machine is: {here}\n"
+            "CPU kernels sum in an order that depends on the processor: toy tables reproduce byte for "
+            'byte only on the kind of machine that made them (README, "The toy tables and the machine").'
         )
 
 

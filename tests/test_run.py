@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mirai_eval.cli import app
@@ -387,6 +388,8 @@ def test_wan_table1_runs_every_stage_with_tiny_stand_ins(
     per_model = {"5s": 2 * 5, "30s": 2 * 1}  # --limit 2 prompts x samples per prompt
     assert results["timings"]["counts"]["generated"] == len(models) * sum(per_model.values())
     assert results["manifest"]["echo"]["scoring"]["profile"] == "toy"
+    # The machine, since toy numbers reproduce only on its kind: the kernels torch picked for this CPU.
+    assert results["machine"].endswith(f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
     frames = Counter(
         (v["horizon"], v["frames"]) for v in map(json.loads, _sidecars(tmp_path / "runs" / "store"))
     )

@@ -384,6 +384,30 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def cpu_kind() -> str:
+    """The processor and the kernels torch picks for it, in one line.
+
+    CPU libraries choose their kernels by the processor they find (ATen's AVX-512 or AVX2 loops,
+    oneMKL's code path per vendor and generation), and each sums in its own order. So a toy run gives
+    the same bytes on machines of one kind only: the toy chains trained on an AMD EPYC and on an
+    Intel Xeon draw different videos from the first step on. Runs and CI record this line so that a
+    toy table that does not reproduce can be traced to the machine.
+    """
+    import torch
+
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or "unknown processor"
+    vendor = fields.get("vendor_id", "")
+    family = f", family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()} {name} ({vendor}{family}); torch {torch.__version__} CPU capability {capability}"
+
+
 def results(
     plan: Plan, scorer: Scorer, slice_: Slice, timings: Timings, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -399,6 +423,7 @@ def results(
         "command": extra,
         "git_revision": git_revision(),
         "versions": versions(),
+        "machine": cpu_kind(),
         "generation_code": plan.generation_code,
         "models": {
             label: {"checkpoint": str(s.checkpoint), "content_sha256": s.content_sha256, "ema": s.entry.ema}
