@@ -389,9 +389,10 @@ def cpu_kind() -> str:
 
     CPU libraries choose their kernels by the processor they find (ATen's AVX-512 or AVX2 loops,
     oneMKL's code path per vendor and generation), and each sums in its own order. So a toy run gives
-    the same bytes on machines of one kind only: the toy chains trained on an AMD EPYC and on an
-    Intel Xeon draw different videos from the first step on. Runs and CI record this line so that a
-    toy table that does not reproduce can be traced to the machine.
+    the same bytes on machines of one kind only: on one Xeon, 20 toy training steps give other weights
+    with ATen's AVX2 loops than with its AVX-512 ones (README, "The toy tables and the machine").
+    Runs and CI record this line so that a toy table that does not reproduce can be traced to the
+    machine.
     """
     import torch
 
