@@ -144,7 +144,7 @@ def fidelity(
         typer.echo(f"error: no trained run of {', '.join(map(str, chains))} in {store}", err=True)
         raise typer.Exit(code=1)
     console = Console()
-    with torch_threads(1):  # the committed report comes out byte for byte on any machine
+    with torch_threads(1):  # byte for byte on machines of the committed kind (toy_machine.txt)
         report = fidelity_report(
             checkpoints, out, num=num, seed=seed, steps=steps, device=device, progress=console.log
         )

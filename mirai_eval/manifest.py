@@ -150,7 +150,7 @@ class Generation(Strict):
     device: str = "cpu"  # under torchrun, "cuda" means each rank's own GPU
     # torch's intra-op threads for training, generation and scoring; None: 1 at the toy scale (CPU
     # kernels sum in an order that depends on the thread count, and the committed toy tables must
-    # come out bit for bit on any machine), torch's default at the wan scale.
+    # come out bit for bit on machines of the kind that made them), torch's default at the wan scale.
     threads: int | None = Field(default=None, gt=0)
     # Prompts per rollout. Each video draws its own seed's noise and is decoded alone, so it equals
     # its batch-1 twin up to the rounding of batched kernels (not part of a video's key).
