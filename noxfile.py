@@ -208,14 +208,11 @@ def tables(session: nox.Session) -> None:
         thread.join()
     if failures:
         session.error("\n".join(failures))
+    from mirai_eval.pipeline.run import cpu_kind  # nox runs in the project's environment (_project_python)
+
     machine = Path("tables/generated") / MACHINE_FILE
     committed = machine.read_text().splitlines()[-1] if machine.exists() else "not recorded"
-    here = subprocess.run(
-        [python, "-c", "from mirai_eval.pipeline.run import cpu_kind; print(cpu_kind())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    here = cpu_kind()
     if not session.posargs:  # every table was computed here
         machine.write_text(MACHINE_HEADER + here + "\n")
     changed = session.run(
