@@ -32,10 +32,12 @@ the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teac
 (`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more
 tokens (`--rope-period`), the initialisation (`--dit-init`), a learned place embedding
 (`--place-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward
-(`--ffn-conv`) and the codec's block (`--block`) overridden; the world is the toy default with
+(`--ffn-conv`), clean-latent output (`--predict-clean`) and the codec's block (`--block`)
+overridden, and the learning rate (`--lr`); the world is the toy default with
 `--radius`, `--max-objects`, where the sprites are (`--place`) and how far they are then moved
 (`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and
-measures every sample through both decoders.
+measures every sample through both decoders. `--device cuda` trains and samples on a GPU, for the
+longer runs a CPU cannot make.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -65,7 +67,7 @@ from mirai_eval.fidelity import frame_grid
 from mirai_eval.generate import to_frames
 from mirai_train.config_files import load_model
 from mirai_train.losses.flow_matching import FlowMatchingDraw, draw_flow_matching, flow_matching_loss
-from mirai_train.models.causal_wan import CausalWanTransformer
+from mirai_train.models.causal_wan import CausalWanOutput, CausalWanTransformer
 from mirai_train.models.codecs import SpritesPCACodec
 from mirai_train.models.text_encoders import ToyTextEncoder
 from mirai_train.sampling import FlowMatchSchedule, guided, ode_grid, ode_trajectory
@@ -360,7 +362,7 @@ class SelfConditioned(nn.Module):
     def loss(self, draw: FlowMatchingDraw, x0: Tensor, text: Tensor, generator: torch.Generator) -> Tensor:
         """Half the steps first estimate x0 without gradient and train on that estimate."""
         estimate = torch.zeros_like(draw.noisy)
-        if torch.rand((), generator=generator) < 0.5:
+        if torch.rand((), generator=generator, device=x0.device) < 0.5:
             with torch.no_grad():
                 flow = self.flow(draw.noisy, estimate, draw.timestep, text)
                 estimate = self.schedule.flow_to_x0(flow, draw.noisy, draw.timestep)
@@ -378,6 +380,27 @@ class SelfConditioned(nn.Module):
             estimate = self.schedule.flow_to_x0(flow, x, timestep)
             x = x + (t_next - t) / self.schedule.num_train_timesteps * flow
         return x
+
+
+class CleanPrediction(nn.Module):
+    """x-prediction (Li and He, "Back to Basics: Let Denoising Generative Models Denoise", 2025):
+    the network outputs the clean latents, and its flow is (x_t - x0) / sigma, with sigma clipped
+    at 0.05 as theirs; the loss stays the flow's. A clean frame lies on a far smaller set than noise
+    does: is drawing the shapes easier when the network only ever outputs clean frames?"""
+
+    def __init__(self, model: CausalWanTransformer, schedule: FlowMatchSchedule) -> None:
+        super().__init__()
+        self.model, self.schedule = model, schedule
+
+    @property
+    def num_frame_per_block(self) -> int:
+        return self.model.num_frame_per_block
+
+    def forward(self, x: Tensor, timestep: Tensor, text: Tensor, **kwargs: object) -> CausalWanOutput:
+        clean = self.model(x, timestep, text, **kwargs).sample
+        assert clean is not None
+        sigma = self.schedule.sigma(timestep).clamp(min=0.05).view(-1, 1, 1, 1, 1).to(x.dtype)
+        return CausalWanOutput(sample=(x - clean) / sigma, tap=None)
 
 
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
@@ -404,6 +427,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW's learning rate (the teacher's, 1e-3)")
     parser.add_argument("--patch", type=int, nargs=3, default=[1, 1, 1], help="the teacher's patch (t h w)")
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--heads", type=int, default=4, help="attention heads of 32 channels: the width / 32")
@@ -475,7 +499,15 @@ def main() -> None:
         default=[],
         help="the same from the real frames with every sprite drawn as a circle; see `as_discs`",
     )
+    parser.add_argument(
+        "--predict-clean", action="store_true", help="the network outputs x0; see `CleanPrediction`"
+    )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the teacher trains and samples (cuda: a GPU's longer runs); frames are measured on the CPU",
+    )
     parser.add_argument(
         "--init",
         type=Path,
@@ -513,6 +545,11 @@ def main() -> None:
     offset = (args.offset[0], args.offset[1])
     if args.place == "world" and offset != (0.0, 0.0):
         parser.error("--offset moves still sprites: give it with --place centre, grid or lattice")
+    device = torch.device(args.device)
+    if args.refiner_steps and device.type != "cpu":
+        parser.error("--refiner-steps: the refiner trains on the CPU; leave --device out with it")
+    if args.predict_clean and args.self_condition:
+        parser.error("--predict-clean and --self-condition: give one")
     if args.rope_period and args.rope_cyclic:
         parser.error("--rope-period and --rope-cyclic both set RoPE's image frequencies: give one")
     for flag, levels in (("--from-real", args.from_real), ("--from-disc", args.from_disc)):
@@ -604,10 +641,14 @@ def main() -> None:
         if args.place_embedding:  # weights trained without one start it at zero
             state.setdefault("patch_embedding.place", model.patch_embedding.place.detach().clone())
         model.load_state_dict(state)
+    model.to(device)
+    latents, prompts, null = latents.to(device), prompts.to(device), null.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     conditioned = SelfConditioned(model, schedule) if args.self_condition else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
-    generator = torch.Generator().manual_seed(0)
+    flow_of = cast(CausalWanTransformer, CleanPrediction(model, schedule)) if args.predict_clean else model
+    ema_flow = cast(CausalWanTransformer, CleanPrediction(ema, schedule)) if args.predict_clean else ema
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    generator = torch.Generator(device).manual_seed(0)
     curve: list[dict[str, float]] = []
     args.out.mkdir(parents=True, exist_ok=True)
     console.print(
@@ -622,15 +663,16 @@ def main() -> None:
         if args.self_condition:
             return SelfConditioned(ema, schedule).sample(cond, negative, start, grid, args.guidance)
         return ode_trajectory(
-            ema, cond, start, grid, [], causal=False, guidance_scale=args.guidance, negative_text=negative,
+            ema_flow, cond, start, grid, [], causal=False, guidance_scale=args.guidance, negative_text=negative,
             schedule=schedule,
         )[:, -1]  # fmt: skip
 
     @torch.no_grad()
     def evaluate(step: int, minutes: float) -> None:
-        cond = text.encode([scene.prompt for scene in scenes]).repeat_interleave(args.samples, 0)
+        cond = text.encode([scene.prompt for scene in scenes]).repeat_interleave(args.samples, 0).to(device)
         noise = torch.randn((len(cond), *latents.shape[1:]), generator=torch.Generator().manual_seed(123))
-        sampled = sample(cond, noise, ode_grid(schedule, args.sample_steps, []))
+        noise = noise.to(device)
+        sampled = sample(cond, noise, ode_grid(schedule, args.sample_steps, [])).cpu()
         row = {"step": step, "minutes": minutes}
         for name, through in decoders.items():
             pixels = decode(codec, sampled, through)
@@ -644,7 +686,8 @@ def main() -> None:
             for sigma in levels:
                 start = sigma * schedule.num_train_timesteps
                 grid = [start, *(t for t in ode_grid(schedule, args.sample_steps, []) if t < start)]
-                pixels = decode(codec, sample(cond, (1 - sigma) * starts[name] + sigma * noise, grid))
+                noisy = (1 - sigma) * starts[name].to(device) + sigma * noise
+                pixels = decode(codec, sample(cond, noisy, grid).cpu())
                 videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
                 measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
                 frame_grid(real, videos, args.out / f"grid_from_{name}_{sigma:g}_{step:06d}.png")
@@ -669,14 +712,14 @@ def main() -> None:
         task = progress.add_task("training", total=args.steps)
         for step in range(1, args.steps + 1):
             started = time.perf_counter()
-            index = torch.randint(0, args.frames, (args.batch,), generator=generator)
+            index = torch.randint(0, args.frames, (args.batch,), generator=generator, device=device)
             x0, cond = latents[index], prompts[index].clone()
-            cond[torch.rand(args.batch, generator=generator) < 0.1] = null
+            cond[torch.rand(args.batch, generator=generator, device=device) < 0.1] = null
             draw = draw_flow_matching(x0, schedule, generator=generator, terminal_share=0.25)
             if conditioned is not None:
                 loss = conditioned.loss(draw, x0, cond, generator)
             else:
-                flow = model(draw.noisy, draw.timestep, cond, causal=False).sample
+                flow = flow_of(draw.noisy, draw.timestep, cond, causal=False).sample
                 assert flow is not None
                 loss = flow_matching_loss(flow, x0, draw.noise)
             optimizer.zero_grad()
