@@ -34,7 +34,7 @@ tokens (`--rope-period`), the initialisation (`--dit-init`), a learned place emb
 (`--place-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward
 (`--ffn-conv`), clean-latent output (`--predict-clean`) and the codec's block (`--block`)
 overridden, and the learning rate (`--lr`); the world is the toy default with
-`--radius`, `--max-objects`, where the sprites are (`--place`) and how far they are then moved
+`--radius`, `--max-objects`, where the sprites are (`--place`, `--snap`) and how far they are then moved
 (`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and
 measures every sample through both decoders. `--device cuda` trains and samples on a GPU, for the
 longer runs a CPU cannot make.
@@ -199,8 +199,9 @@ def place(
 ) -> Scene:
     """The scene with its sprites placed as `--place` says. "world": as sampled. "centre": its first
     sprite alone, still at the frame's centre, no pillar: can the model put a sprite where its prompt
-    cannot say? "grid": every sprite still, its centre on a corner of the codec's `block`-pixel grid,
-    so each latent position sees the same piece of a shape wherever the sprite is. "lattice": every
+    cannot say? "grid": every sprite still, its centre on a corner of a `block`-pixel grid; on the
+    codec's block grid each latent position sees the same piece of a shape wherever the sprite is,
+    on a finer one (`--snap`) a sprite lies at one of (codec block / snap)^2 footings. "lattice": every
     sprite still, its centre moved to the nearest of `lattice` x `lattice` places spread evenly
     between `margin` pixels from each side (sprites sharing a place overlap: use one a frame): how
     does learning the shapes scale with the number of places a sprite can be at? `offset` (pixels,
@@ -470,6 +471,12 @@ def main() -> None:
     )
     parser.add_argument("--lattice", type=int, default=2, help="places a side for --place lattice")
     parser.add_argument(
+        "--snap",
+        type=int,
+        default=0,
+        help="pixels of --place grid's grid (0: the codec's block); see `place`",
+    )
+    parser.add_argument(
         "--offset",
         type=float,
         nargs=2,
@@ -540,6 +547,8 @@ def main() -> None:
         parser.error(
             f"--rope-period: more than the token grid's side, {max(tokens)}; that side is --rope-cyclic"
         )
+    if args.snap and (args.place != "grid" or args.block % args.snap):
+        parser.error(f"--snap: with --place grid, a divisor of --block ({args.block}); got {args.snap}")
     if args.lattice < 1:
         parser.error(f"--lattice: at least 1 place a side, got {args.lattice}")
     offset = (args.offset[0], args.offset[1])
@@ -575,7 +584,8 @@ def main() -> None:
         """The scene of `seed`, its sprites where `--place` says (a lattice spans the places the
         world draws for its largest sprites' centres)."""
         margin = world.max_radius * min(world.height, world.width)
-        return place(sample_scene(seed, world), args.place, args.block, args.lattice, margin, offset)
+        grid = args.snap or args.block
+        return place(sample_scene(seed, world), args.place, grid, args.lattice, margin, offset)
 
     def held_out_frames(scene: Scene) -> np.ndarray:
         """The frames samples are measured against: every 10th of the clip, the first `--samples`."""
