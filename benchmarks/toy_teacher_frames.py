@@ -33,11 +33,11 @@ the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teac
 tokens (`--rope-period`), the initialisation (`--dit-init`), a learned place embedding
 (`--place-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward
 (`--ffn-conv`), clean-latent output (`--predict-clean`) and the codec's block (`--block`)
-overridden, and the learning rate (`--lr`); the world is the toy default with
-`--radius`, `--max-objects`, where the sprites are (`--place`, `--snap`) and how far they are then moved
+overridden, and the learning rate (`--lr`); the world is the toy default with `--radius`,
+`--max-objects`, where the sprites are (`--place`, `--snap`) and how far they are then moved
 (`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and
 measures every sample through both decoders. `--device cuda` trains and samples on a GPU, for the
-longer runs a CPU cannot make.
+longer runs a CPU cannot make. The runs so far and what they found: `toy_teacher_frames.md`.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
