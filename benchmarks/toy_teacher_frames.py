@@ -30,14 +30,15 @@ and above those from each `--from-real` and `--from-disc` level), the curve so f
 the EMA weights (`ema.pt`, for `--init`) into `--out`. The model is the toy teacher's
 (`teacher_generator.yaml`) with `--patch`, `--layers`, `--heads`, `--ffn`, RoPE's base
 (`--rope-theta`) or its image axes in whole turns over the token grid (`--rope-cyclic`) or more
-tokens (`--rope-period`), the initialisation (`--dit-init`), a learned place embedding
-(`--place-embedding`), self-conditioning (`--self-condition`), a convolution in every feed-forward
-(`--ffn-conv`), clean-latent output (`--predict-clean`) and the codec's block (`--block`)
-overridden, and the learning rate (`--lr`); the world is the toy default with `--radius`,
-`--max-objects`, where the sprites are (`--place`, `--snap`) and how far they are then moved
-(`--offset`) overridden. `--refiner-steps` first trains a `Refiner` for the codec's decoder and
-measures every sample through both decoders. `--device cuda` trains and samples on a GPU, for the
-longer runs a CPU cannot make. The runs so far and what they found: `toy_teacher_frames.md`.
+tokens (`--rope-period`), a border of tokens held at zero around the frame (`--border`), the
+initialisation (`--dit-init`), a learned place embedding (`--place-embedding`), self-conditioning
+(`--self-condition`), a convolution in every feed-forward (`--ffn-conv`), clean-latent output
+(`--predict-clean`) and the codec's block (`--block`) overridden, and the learning rate (`--lr`);
+the world is the toy default with `--radius`, `--max-objects`, where the sprites are (`--place`,
+`--snap`) and how far they are then moved (`--offset`) overridden. `--refiner-steps` first trains a
+`Refiner` for the codec's decoder and measures every sample through both decoders. `--device cuda`
+trains and samples on a GPU, for the longer runs a CPU cannot make. The runs so far and what they
+found: `toy_teacher_frames.md`.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -404,6 +405,30 @@ class CleanPrediction(nn.Module):
         return CausalWanOutput(sample=(x - clean) / sigma, tap=None)
 
 
+class Bordered(nn.Module):
+    """The frame inside a border of `border` tokens held at zero latents at every noise level, and
+    the flow read inside it. With RoPE in whole turns over the bordered grid (`--rope-cyclic`), the
+    model is still blind to place (it commutes with cyclic shifts of the bordered grid), but the
+    frame now has edges it can see: does a place-blind teacher keep its drawing, stop wrapping
+    sprites across the frame's edges and keep the pillar where it stands?"""
+
+    def __init__(self, model: nn.Module, border: int, patch: tuple[int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.down, self.across = border * patch[0], border * patch[1]  # latent positions
+
+    @property
+    def num_frame_per_block(self) -> int:
+        return cast(int, self.model.num_frame_per_block)
+
+    def forward(self, x: Tensor, timestep: Tensor, text: Tensor, **kwargs: object) -> CausalWanOutput:
+        padded = F.pad(x, (self.across, self.across, self.down, self.down))
+        flow = self.model(padded, timestep, text, **kwargs).sample
+        assert flow is not None
+        inside = flow[..., self.down : self.down + x.shape[-2], self.across : self.across + x.shape[-1]]
+        return CausalWanOutput(sample=inside, tap=None)
+
+
 def relative(measured: dict[str, float], real: dict[str, float]) -> dict[str, float]:
     """Named-sprite and colour visibility relative to the real frames', the off-palette share, the
     share of blobs fitting the named shape best, and the background (bands and pillar) relative to
@@ -442,6 +467,12 @@ def main() -> None:
         "--rope-cyclic",
         action="store_true",
         help="RoPE in whole turns over the token grid; see `cyclic_rope`",
+    )
+    parser.add_argument(
+        "--border",
+        type=int,
+        default=0,
+        help="tokens of border held at zero around the frame, with --rope-cyclic; see `Bordered`",
     )
     parser.add_argument(
         "--place-embedding",
@@ -557,6 +588,10 @@ def main() -> None:
     device = torch.device(args.device)
     if args.refiner_steps and device.type != "cpu":
         parser.error("--refiner-steps: the refiner trains on the CPU; leave --device out with it")
+    if args.border and (not args.rope_cyclic or args.self_condition or args.place_embedding or args.ffn_conv):
+        parser.error(
+            "--border: with --rope-cyclic, and not with --self-condition, --place-embedding or --ffn-conv"
+        )
     if args.predict_clean and args.self_condition:
         parser.error("--predict-clean and --self-condition: give one")
     if args.rope_period and args.rope_cyclic:
@@ -636,8 +671,14 @@ def main() -> None:
     if args.rope_period:
         cyclic_rope(model.rope, (args.rope_period, args.rope_period))
     if args.rope_cyclic:
-        cyclic_rope(model.rope, tokens)
-        error = shift_error(model, tuple(latents.shape[1:]), spec.text_encoder.dim)
+        bordered = tuple(side + 2 * args.border for side in tokens)
+        cyclic_rope(model.rope, (bordered[0], bordered[1]))
+        shape = (
+            latents.shape[1],
+            latents.shape[2],
+            *(side * p for side, p in zip(bordered, args.patch[1:], strict=True)),
+        )
+        error = shift_error(model, shape, spec.text_encoder.dim)
         console.print(
             f"cyclic RoPE: the flow of a shifted input differs from the shifted flow by {error:.1e}"
         )
@@ -655,8 +696,14 @@ def main() -> None:
     latents, prompts, null = latents.to(device), prompts.to(device), null.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     conditioned = SelfConditioned(model, schedule) if args.self_condition else None
-    flow_of = cast(CausalWanTransformer, CleanPrediction(model, schedule)) if args.predict_clean else model
-    ema_flow = cast(CausalWanTransformer, CleanPrediction(ema, schedule)) if args.predict_clean else ema
+    flow_of, ema_flow = model, ema
+    if args.border:
+        patch = (args.patch[1], args.patch[2])
+        flow_of = cast(CausalWanTransformer, Bordered(flow_of, args.border, patch))
+        ema_flow = cast(CausalWanTransformer, Bordered(ema_flow, args.border, patch))
+    if args.predict_clean:
+        flow_of = cast(CausalWanTransformer, CleanPrediction(flow_of, schedule))
+        ema_flow = cast(CausalWanTransformer, CleanPrediction(ema_flow, schedule))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
     generator = torch.Generator(device).manual_seed(0)
     curve: list[dict[str, float]] = []
