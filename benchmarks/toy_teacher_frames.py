@@ -671,13 +671,9 @@ def main() -> None:
     if args.rope_period:
         cyclic_rope(model.rope, (args.rope_period, args.rope_period))
     if args.rope_cyclic:
-        bordered = tuple(side + 2 * args.border for side in tokens)
-        cyclic_rope(model.rope, (bordered[0], bordered[1]))
-        shape = (
-            latents.shape[1],
-            latents.shape[2],
-            *(side * p for side, p in zip(bordered, args.patch[1:], strict=True)),
-        )
+        bordered = (tokens[0] + 2 * args.border, tokens[1] + 2 * args.border)
+        cyclic_rope(model.rope, bordered)
+        shape = (*latents.shape[1:3], bordered[0] * args.patch[1], bordered[1] * args.patch[2])
         error = shift_error(model, shape, spec.text_encoder.dim)
         console.print(
             f"cyclic RoPE: the flow of a shifted input differs from the shifted flow by {error:.1e}"
@@ -696,14 +692,16 @@ def main() -> None:
     latents, prompts, null = latents.to(device), prompts.to(device), null.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     conditioned = SelfConditioned(model, schedule) if args.self_condition else None
-    flow_of, ema_flow = model, ema
-    if args.border:
-        patch = (args.patch[1], args.patch[2])
-        flow_of = cast(CausalWanTransformer, Bordered(flow_of, args.border, patch))
-        ema_flow = cast(CausalWanTransformer, Bordered(ema_flow, args.border, patch))
-    if args.predict_clean:
-        flow_of = cast(CausalWanTransformer, CleanPrediction(flow_of, schedule))
-        ema_flow = cast(CausalWanTransformer, CleanPrediction(ema_flow, schedule))
+
+    def flow_model(network: nn.Module) -> CausalWanTransformer:
+        """The network as the loss and the sampler call it: bordered, then x-prediction."""
+        if args.border:
+            network = Bordered(network, args.border, (args.patch[1], args.patch[2]))
+        if args.predict_clean:
+            network = CleanPrediction(cast(CausalWanTransformer, network), schedule)
+        return cast(CausalWanTransformer, network)
+
+    flow_of, ema_flow = flow_model(model), flow_model(ema)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
     generator = torch.Generator(device).manual_seed(0)
     curve: list[dict[str, float]] = []
