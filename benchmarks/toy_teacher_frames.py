@@ -36,9 +36,10 @@ initialisation (`--dit-init`), a learned place embedding (`--place-embedding`), 
 (`--predict-clean`) and the codec's block (`--block`) overridden, and the learning rate (`--lr`);
 the world is the toy default with `--radius`, `--max-objects`, where the sprites are (`--place`,
 `--snap`) and how far they are then moved (`--offset`) overridden. `--refiner-steps` first trains a
-`Refiner` for the codec's decoder and measures every sample through both decoders. `--device cuda`
-trains and samples on a GPU, for the longer runs a CPU cannot make. The runs so far and what they
-found: `toy_teacher_frames.md`.
+`Refiner` for the codec's decoder and measures every sample through both decoders. `--clip-frames T`
+trains, samples and measures short clips of T latent frames instead (the step from single frames
+towards the chain's 21-frame clips). `--device cuda` trains and samples on a GPU, for the longer
+runs a CPU cannot make. The runs so far and what they found: `toy_teacher_frames.md`.
 
     python benchmarks/toy_teacher_frames.py --out runs/frames_study/baseline
     python benchmarks/toy_teacher_frames.py --radius 0.18 0.24 --max-objects 2 --out runs/frames_study/big
@@ -85,9 +86,11 @@ TEACHER = Path(__file__).resolve().parents[1] / "mirai_train" / "configs" / "toy
 TRAIN_BASE_SEED = 1  # the toy teacher's training clips (teacher.yaml: data.base_seed)
 
 
-def encode(codec: SpritesPCACodec, frames: np.ndarray) -> Tensor:
-    """uint8 [N, H, W, 3] -> latents [N, C, 1, h, w] (each frame coded alone, as a clip's frame 0)."""
-    return codec.encode(torch.stack([to_tensor(frame[None]) for frame in frames]))
+def encode(codec: SpritesPCACodec, clips: np.ndarray) -> Tensor:
+    """uint8 [N, F, H, W, 3] -> latents [N, C, T, h, w]; [N, H, W, 3] is N one-frame clips (each
+    frame coded alone, as a clip's frame 0)."""
+    clips = clips[:, None] if clips.ndim == 4 else clips
+    return codec.encode(torch.stack([to_tensor(clip) for clip in clips]))
 
 
 class Refiner(nn.Module):
@@ -125,7 +128,10 @@ REFINER_NOISE = 0.6  # the largest noise added to the latents the refiner is tra
 
 
 def decode(codec: SpritesPCACodec, latents: Tensor, refiner: Refiner | None = None) -> np.ndarray:
-    """Latents [N, C, 1, h, w] -> uint8 frames [N, H, W, 3], through the refiner when given."""
+    """Latents [N, C, T, h, w] -> uint8 frames [N * F, H, W, 3], clip after clip, through the refiner
+    (one-frame clips only) when given."""
+    if latents.shape[2] > 1:
+        return np.concatenate([to_frames(clip).numpy() for clip in codec.decode(latents)])
     pixels = codec.decode(latents)[:, :, 0]
     if refiner is not None:
         with torch.no_grad():
@@ -519,6 +525,13 @@ def main() -> None:
     )
     parser.add_argument("--max-objects", type=int, default=None)
     parser.add_argument("--frames", type=int, default=12000, help="training frames (one per scene)")
+    parser.add_argument(
+        "--clip-frames",
+        type=int,
+        default=1,
+        help="latent frames a training sample has: 1, single frames; T > 1, clips of the codec's "
+        "1 + 4 (T - 1) rendered frames (then --frames counts clips), sampled and measured as clips",
+    )
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--samples", type=int, default=8, help="samples per held-out prompt")
     parser.add_argument("--sample-steps", type=int, default=30)
@@ -586,6 +599,8 @@ def main() -> None:
     if args.place == "world" and offset != (0.0, 0.0):
         parser.error("--offset moves still sprites: give it with --place centre, grid or lattice")
     device = torch.device(args.device)
+    if args.clip_frames < 1 or (args.clip_frames > 1 and args.refiner_steps):
+        parser.error("--clip-frames: at least 1, and 1 with --refiner-steps")
     if args.refiner_steps and device.type != "cpu":
         parser.error("--refiner-steps: the refiner trains on the CPU; leave --device out with it")
     if args.border and (not args.rope_cyclic or args.self_condition or args.place_embedding or args.ffn_conv):
@@ -614,6 +629,7 @@ def main() -> None:
     schedule = FlowMatchSchedule(shift=spec.sampler.timestep_shift)
 
     heldout = heldout_prompts(args.prompts, world)
+    clip = codec.pixel_frames(args.clip_frames)  # rendered frames a sample decodes to
 
     def placed(seed: int) -> Scene:
         """The scene of `seed`, its sprites where `--place` says (a lattice spans the places the
@@ -623,12 +639,19 @@ def main() -> None:
         return place(sample_scene(seed, world), args.place, grid, args.lattice, margin, offset)
 
     def held_out_frames(scene: Scene) -> np.ndarray:
-        """The frames samples are measured against: every 10th of the clip, the first `--samples`."""
+        """The frames samples are measured against: every 10th of the clip, the first `--samples`;
+        with clips, the first `--samples` clips of the scene's video, one after the other."""
+        if args.clip_frames > 1:
+            return render(scene, args.samples * clip)
         return render(scene, world.num_frames)[::10][: args.samples]
+
+    def as_clips(frames: np.ndarray) -> np.ndarray:
+        """A prompt's reference frames as the `--samples` clips (or frames) they are made of."""
+        return frames.reshape(args.samples, clip, *frames.shape[1:]) if args.clip_frames > 1 else frames
 
     scenes = [placed(item.seed) for item in heldout]
     real = [held_out_frames(scene) for scene in scenes]
-    if (args.from_real or args.from_disc) and args.samples > len(real[0]):
+    if (args.from_real or args.from_disc) and args.clip_frames == 1 and args.samples > len(real[0]):
         parser.error(
             f"--from-real and --from-disc start one sample from each real frame: --samples must be at"
             f" most {len(real[0])}"
@@ -636,11 +659,11 @@ def main() -> None:
     real_fidelity = mean_fidelity(real, scenes, world)  # the reference every measure is relative to
     starts: dict[str, Tensor] = {}  # the latents --from-real and --from-disc noise and sample from
     if args.from_real:
-        starts["real"] = torch.cat([encode(codec, clip) for clip in real])
+        starts["real"] = torch.cat([encode(codec, as_clips(frames)) for frames in real])
     if args.from_disc:
-        starts["disc"] = torch.cat([encode(codec, held_out_frames(as_discs(s))) for s in scenes])
+        starts["disc"] = torch.cat([encode(codec, as_clips(held_out_frames(as_discs(s)))) for s in scenes])
     train_scenes = [placed(clip_seed(TRAIN_BASE_SEED, i)) for i in range(args.frames)]
-    frames = np.stack([render(scene, 1)[0] for scene in train_scenes])
+    frames = np.stack([render(s, clip) if args.clip_frames > 1 else render(s, 1)[0] for s in train_scenes])
     latents = torch.cat([encode(codec, frames[i : i + 500]) for i in range(0, args.frames, 500)])
     prompts = text.encode([scene.prompt for scene in train_scenes])
     null = text.encode([""])
@@ -722,6 +745,8 @@ def main() -> None:
             schedule=schedule,
         )[:, -1]  # fmt: skip
 
+    per_prompt = args.samples * clip  # decoded frames a prompt's samples give
+
     @torch.no_grad()
     def evaluate(step: int, minutes: float) -> None:
         cond = text.encode([scene.prompt for scene in scenes]).repeat_interleave(args.samples, 0).to(device)
@@ -731,7 +756,7 @@ def main() -> None:
         row = {"step": step, "minutes": minutes}
         for name, through in decoders.items():
             pixels = decode(codec, sampled, through)
-            videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
+            videos = [pixels[i * per_prompt : (i + 1) * per_prompt] for i in range(len(scenes))]
             measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
             row |= {key + name: value for key, value in measured.items()}
             frame_grid(real, videos, args.out / f"grid{name.replace(' ', '_')}_{step:06d}.png")
@@ -743,7 +768,7 @@ def main() -> None:
                 grid = [start, *(t for t in ode_grid(schedule, args.sample_steps, []) if t < start)]
                 noisy = (1 - sigma) * starts[name].to(device) + sigma * noise
                 pixels = decode(codec, sample(cond, noisy, grid).cpu())
-                videos = [pixels[i * args.samples : (i + 1) * args.samples] for i in range(len(scenes))]
+                videos = [pixels[i * per_prompt : (i + 1) * per_prompt] for i in range(len(scenes))]
                 measured = relative(mean_fidelity(videos, scenes, world), real_fidelity)
                 frame_grid(real, videos, args.out / f"grid_from_{name}_{sigma:g}_{step:06d}.png")
                 row[f"shape from {name} at {sigma:g}"] = measured["shape / real"]
