@@ -104,10 +104,14 @@ def bench_score(session: nox.Session) -> None:
 
 
 TOY_CHAINS = ("mirai_train/configs/toy/chain.yaml", "mirai_train/configs/toy/quickstart_chain.yaml")
-# Toy manifests too slow for CI to regenerate: `nox -s planning_gap` commits their tables with their
-# score rows and a lock of what the rows were computed from; the default suite checks both
-# (tests/test_locks.py), so a stale table fails CI all the same.
-LOCKED = ("manifests/toy/planning_gap.yaml",)
+# Toy outputs too slow for CI to regenerate (the full toy chain alone trains for most of an hour on
+# one core): committed with their score rows and a lock of what the rows were computed from, which the
+# default suite checks (tests/test_locks.py), so a stale table fails CI all the same. `nox -s
+# locked_tables` regenerates Table 1, the window ablation and the fidelity report of both toy chains;
+# `nox -s planning_gap` the planning gap.
+PLANNING_GAP = "manifests/toy/planning_gap.yaml"
+LOCKED = ("manifests/toy/ablation_window.yaml", "manifests/toy/table1.yaml", PLANNING_GAP)
+FIDELITY = "tables/generated/toy_fidelity"
 # Written by `nox -s tables` beside the tables: the machine they were computed on.
 MACHINE_FILE = "toy_machine.txt"
 MACHINE_HEADER = (
@@ -125,28 +129,55 @@ def _chains(manifest: str) -> frozenset[str]:
     return frozenset(str(m["train"]["chain"]) for m in models if isinstance(m.get("train"), dict))
 
 
+def _side_by_side(session: nox.Session, lanes: dict[str, list[list[str]]]) -> None:
+    """Run each lane's `mirai-eval` commands one after the other, the lanes side by side (toy runs use
+    one torch thread each, and the store takes concurrent writers); a lane stops at its first failure.
+    Each lane's output, progress bars included, goes to runs/tables-logs/<lane>.log (`tail -f`)."""
+    import subprocess
+    import threading
+
+    command = [_project_python(session), "-m", "mirai_eval"]
+    logs = Path("runs/tables-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+
+    def lane(name: str, steps: list[list[str]]) -> None:
+        log = logs / f"{name}.log"
+        for arguments in steps:
+            session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
+            with log.open("a") as out:
+                done = subprocess.run(
+                    [*command, *arguments], stdout=out, stderr=subprocess.STDOUT, env=_live_env(), check=False
+                )
+            if done.returncode:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+                failures.append(
+                    f"mirai-eval {' '.join(arguments)} exited {done.returncode}; {log} ends:\n{tail}"
+                )
+                return
+
+    threads = [threading.Thread(target=lane, args=item) for item in lanes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        session.error("\n".join(failures))
+
+
 @project_session
 def tables(session: nox.Session) -> None:
-    """Regenerate tables/generated/ from the toy manifests' runs (and the toy chains' fidelity report);
-    fail when the committed tables differ.
+    """Regenerate the toy tables CI regenerates from nothing (every manifests/toy/*.yaml with `tables:`
+    that is not LOCKED: the quick start) and fail when the committed tables differ.
 
     `mirai-eval run` resumes from the store (only missing videos and scores are computed) and writes
     the score rows; `mirai-eval render` renders each manifest's `tables:` from those rows. Pass
     manifests as arguments to regenerate only some. Toy runs use one torch thread whatever the
     environment says (`generation.threads`), so the tables come out bit for bit on any machine of
     the kind that made them; `tables/generated/toy_machine.txt` names that kind (the CPU and the
-    kernels torch picks for it), and a failure here names this machine's beside it.
-
-    Toy runs use one thread, so the work is spread over processes: manifests that train different
-    chains run side by side (the store takes concurrent writers), those sharing a chain one after
-    the other, and the fidelity report starts once every chain is trained (after each lane's first
-    manifest), beside the rest. Each process's output, progress bars included, goes to
-    runs/tables-logs/ (`tail -f` shows them).
+    kernels torch picks for it), and a failure here names this machine's beside it. Manifests that
+    train different chains run side by side, those sharing a chain one after the other.
     """
-    import subprocess
-    import threading
-
-    python = _project_python(session)
     manifests = session.posargs or [
         str(path)
         for path in sorted(Path("manifests/toy").glob("*.yaml"))
@@ -154,60 +185,12 @@ def tables(session: nox.Session) -> None:
     ]
     if not manifests:
         session.error("no manifests/toy/*.yaml with `tables:`; nothing to regenerate")
-    lanes: dict[frozenset[str], list[str]] = {}
+    lanes: dict[frozenset[str], list[list[str]]] = {}
     for manifest in manifests:
-        lanes.setdefault(_chains(manifest), []).append(manifest)
-    logs = Path("runs/tables-logs")
-    logs.mkdir(parents=True, exist_ok=True)
-    command = [python, "-m", "mirai_eval"]
-    failures: list[str] = []
-    trained = [threading.Event() for _ in lanes]
-
-    def run(name: str, *arguments: str) -> bool:
-        log = logs / f"{name}.log"
-        session.log(f"mirai-eval {' '.join(arguments)}  (output: {log})")
-        with log.open("a") as out:
-            done = subprocess.run(
-                [*command, *arguments], stdout=out, stderr=subprocess.STDOUT, env=_live_env(), check=False
-            )
-        if done.returncode:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            failures.append(f"mirai-eval {' '.join(arguments)} exited {done.returncode}; {log} ends:\n{tail}")
-        return done.returncode == 0
-
-    def lane(index: int, queue: list[str]) -> None:
-        try:
-            for position, manifest in enumerate(queue):
-                name = Path(manifest).stem
-                ok = run(name, "run", "--manifest", manifest)
-                if position == 0:
-                    trained[index].set()  # its chains are trained
-                if not (ok and run(name, "render", "--manifest", manifest, "--out", "tables/generated")):
-                    break
-        finally:
-            trained[index].set()  # on any failure too: nothing waits for ever
-
-    def fidelity() -> None:  # the ground-truth fidelity report of every toy checkpoint the chains trained
-        for event in trained:
-            event.wait()
-        if not failures:
-            run(
-                "fidelity",
-                "fidelity",
-                *(f"--chain={c}" for c in TOY_CHAINS),
-                "--out",
-                "tables/generated/toy_fidelity",
-            )
-
-    threads = [threading.Thread(target=lane, args=(i, queue)) for i, queue in enumerate(lanes.values())]
-    if not session.posargs:
-        threads.append(threading.Thread(target=fidelity))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        session.error("\n".join(failures))
+        lanes.setdefault(_chains(manifest), []).extend(
+            [["run", "--manifest", manifest], ["render", "--manifest", manifest, "--out", "tables/generated"]]
+        )
+    _side_by_side(session, {Path(steps[0][-1]).stem: steps for steps in lanes.values()})
     from mirai_eval.pipeline.run import cpu_kind  # nox runs in the project's environment (_project_python)
 
     machine = Path("tables/generated") / MACHINE_FILE
@@ -235,11 +218,39 @@ def tables(session: nox.Session) -> None:
 
 
 @project_session
+def locked_tables(session: nox.Session) -> None:
+    """Regenerate the locked toy tables but the planning gap (Table 1 and the window ablation, with
+    their rows and locks: `mirai-eval lock`) and the fidelity report of both toy chains (with its lock);
+    commit what changes in tables/generated/.
+
+    The two manifests run side by side (one trains the full chain while the other waits on the
+    chain's lock; both then generate and score), beside the quick start's run, which trains the quick
+    chain for the report; the report follows. Everything resumes through the store. Output:
+    runs/tables-logs/.
+    """
+    from mirai_eval.pipeline.run import cpu_kind  # nox runs in the project's environment (_project_python)
+
+    committed = (Path("tables/generated") / MACHINE_FILE).read_text().splitlines()[-1]
+    if cpu_kind() != committed:
+        session.warn(f"this machine ({cpu_kind()}) is not the kind the toy tables were made on ({committed})")
+    locked = [m for m in LOCKED if m != PLANNING_GAP]
+    lanes = {
+        Path(m).stem: [["run", "--manifest", m], ["lock", "--manifest", m, "--out", "tables/generated"]]
+        for m in locked
+    }
+    lanes["quickstart"] = [["run", "--manifest", "manifests/toy/quickstart.yaml"]]  # trains the quick chain
+    _side_by_side(session, lanes)
+    chains = [f"--chain={chain}" for chain in TOY_CHAINS]
+    _side_by_side(session, {"fidelity": [["fidelity", *chains, "--out", FIDELITY]]})
+    session.run("git", "status", "--short", "--", "tables/generated", external=True)
+
+
+@project_session
 def planning_gap(session: nox.Session) -> None:
     """Issue 17's answer: tables/generated/planning_gap.{md,tex}, its rows and its lock, from 3 training
     replicates of every arm of manifests/toy/planning_gap.yaml, and the readout probe over replicates
-    (1 h 50 min measured on 2 cores from an empty store; less once `nox -s tables` has trained the
-    chain; README).
+    (1 h 50 min measured on 2 cores from an empty store; less once `nox -s locked_tables` has trained
+    the chain; README).
 
     Two shards run side by side (the first trains what is missing while the second waits on the
     chain's lock; both then generate and score their half), then one process aggregates, commits the
@@ -249,7 +260,7 @@ def planning_gap(session: nox.Session) -> None:
     import subprocess
 
     python = _project_python(session)
-    manifest = LOCKED[0]
+    manifest = PLANNING_GAP
     live = _live_env()
     logs = Path("runs/planning-gap-logs")
     logs.mkdir(parents=True, exist_ok=True)

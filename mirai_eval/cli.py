@@ -121,25 +121,13 @@ def fidelity(
     sprites FD), with frame grids."""
     from rich.console import Console
 
-    from mirai_eval.fidelity import fidelity_report, stage_of
-    from mirai_eval.pipeline.plan import training_runs
+    from mirai_eval.fidelity import chain_checkpoints, fidelity_report
+    from mirai_eval.pipeline.lock import write_report_lock
     from mirai_eval.pipeline.run import torch_threads
-    from mirai_train.recipe import load_chain
 
-    checkpoints: dict[str, tuple[Path, str | None]] = {}
-    for chain in chains:
-        root = training_runs(store, chain)
-        for name, _, shortened in load_chain(chain):
-            path = root / name / "generator"
-            if not (path / "metadata.json").is_file():
-                typer.echo(f"skipping {chain.stem}/{name}: not trained into {root} (run its manifest first)")
-                continue
-            role = None  # the base model and the warm starts have no target of their own
-            if name == "teacher":
-                role = "teacher"
-            elif stage_of(path) == "dmd":
-                role = "dmd" if shortened is None else "quick_dmd"  # a quick chain shortens its runs
-            checkpoints[f"{chain.stem}/{name}"] = path, role
+    checkpoints, missing = chain_checkpoints(chains, store)
+    for name in missing:
+        typer.echo(f"skipping {name}: run its manifest first")
     if not checkpoints:
         typer.echo(f"error: no trained run of {', '.join(map(str, chains))} in {store}", err=True)
         raise typer.Exit(code=1)
@@ -148,6 +136,11 @@ def fidelity(
         report = fidelity_report(
             checkpoints, out, num=num, seed=seed, steps=steps, device=device, progress=console.log
         )
+    if missing:
+        typer.echo(f"no lock written beside {report}: it leaves runs out")
+    else:  # what the report was computed from, so CI can tell it stale without computing it again
+        options = {"num": num, "steps": steps, "seed": seed, "device": device}
+        typer.echo(f"wrote {write_report_lock(out, [str(c) for c in chains], options)}")
     typer.echo(report.read_text())
 
 

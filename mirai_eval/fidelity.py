@@ -26,10 +26,12 @@ import torch
 from PIL import Image
 
 from mirai_eval.generate import Generator, to_frames
+from mirai_eval.pipeline.plan import training_runs
 from mirai_eval.tables.rows import slug
 from mirai_train.atomic import atomic_write_text
-from mirai_train.checkpoint import read_metadata
+from mirai_train.checkpoint import read_metadata, source_version
 from mirai_train.models.codecs import VideoCodec, build_codec
+from mirai_train.recipe import load_chain
 from mirai_train.sampling import FlowMatchSchedule, ode_grid, ode_trajectory
 from mirai_train.spec import CodecSpec
 from mirai_train.world import SpritesConfig, heldout_prompts, render, sample_scene, to_tensor
@@ -37,6 +39,9 @@ from mirai_train.world.fidelity import sprites_fd
 from mirai_train.world.scene import Scene
 from mirai_train.world.truth import Fidelity, measure
 
+# What decides a report besides its checkpoints, the generation code and its options: this file (the
+# samplers, the measures, the targets, the roles); the report's lock names it (pipeline/lock.py).
+FIDELITY_CODE = source_version([Path(__file__)])
 WINDOWS = ("5s", "30s_last_5s")
 GRID_PROMPTS, GRID_FRAMES = 3, 6  # small enough to commit one grid per row
 
@@ -84,6 +89,29 @@ def stage_of(checkpoint: Path) -> str:
     """The training stage recorded in a checkpoint's provenance ('mirai-train fit, stage dmd')."""
     source = read_metadata(checkpoint).provenance.source
     return source.rsplit("stage ", 1)[-1] if "stage " in source else "imported"
+
+
+def chain_checkpoints(
+    chains: list[Path], store: Path
+) -> tuple[dict[str, tuple[Path, str | None]], list[str]]:
+    """Every run of the toy chains trained into the store (label -> (generator, target role)), and
+    the runs that are not (a report without them is partial)."""
+    checkpoints: dict[str, tuple[Path, str | None]] = {}
+    missing = []
+    for chain in chains:
+        root = training_runs(store, chain)
+        for name, _, shortened in load_chain(chain):
+            path = root / name / "generator"
+            if not (path / "metadata.json").is_file():
+                missing.append(f"{chain.stem}/{name} (not trained into {root})")
+                continue
+            role = None  # the base model and the warm starts have no target of their own
+            if name == "teacher":
+                role = "teacher"
+            elif stage_of(path) == "dmd":
+                role = "dmd" if shortened is None else "quick_dmd"  # a quick chain shortens its runs
+            checkpoints[f"{chain.stem}/{name}"] = path, role
+    return checkpoints, missing
 
 
 def many_step(generator: Generator, prompt: str, seed: int, steps: int, causal: bool) -> np.ndarray:
