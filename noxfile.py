@@ -1,4 +1,5 @@
-"""Sessions: tests (default suite), slow, lint, typecheck, tables, report; vbench and bench_score.
+"""Sessions: tests (default suite), slow, lint, typecheck, tables, locked_tables, planning_gap, report;
+vbench and bench_score.
 
 The project's sessions run in the environment nox itself runs from, the one the README makes
 (`.venv`, with `pip install -e ".[dev]"`): a torch environment is about 6 GB, and one each for
