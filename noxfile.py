@@ -130,6 +130,12 @@ def _chains(manifest: str) -> frozenset[str]:
     return frozenset(str(m["train"]["chain"]) for m in models if isinstance(m.get("train"), dict))
 
 
+def _committed_machine() -> str:
+    """The kind of machine `tables/generated/toy_machine.txt` says made the toy tables."""
+    machine = Path("tables/generated") / MACHINE_FILE
+    return machine.read_text().splitlines()[-1] if machine.exists() else "not recorded"
+
+
 def _side_by_side(session: nox.Session, lanes: dict[str, list[list[str]]]) -> None:
     """Run each lane's `mirai-eval` commands one after the other, the lanes side by side (toy runs use
     one torch thread each, and the store takes concurrent writers); a lane stops at its first failure.
@@ -195,7 +201,7 @@ def tables(session: nox.Session) -> None:
     from mirai_eval.pipeline.run import cpu_kind  # nox runs in the project's environment (_project_python)
 
     machine = Path("tables/generated") / MACHINE_FILE
-    committed = machine.read_text().splitlines()[-1] if machine.exists() else "not recorded"
+    committed = _committed_machine()
     here = cpu_kind()
     if not session.posargs:  # every table was computed here
         machine.write_text(MACHINE_HEADER + here + "\n")
@@ -231,9 +237,9 @@ def locked_tables(session: nox.Session) -> None:
     """
     from mirai_eval.pipeline.run import cpu_kind  # nox runs in the project's environment (_project_python)
 
-    committed = (Path("tables/generated") / MACHINE_FILE).read_text().splitlines()[-1]
-    if cpu_kind() != committed:
-        session.warn(f"this machine ({cpu_kind()}) is not the kind the toy tables were made on ({committed})")
+    here, committed = cpu_kind(), _committed_machine()
+    if here != committed:
+        session.warn(f"this machine ({here}) is not the kind the toy tables were made on ({committed})")
     locked = [m for m in LOCKED if m != PLANNING_GAP]
     lanes = {
         Path(m).stem: [["run", "--manifest", m], ["lock", "--manifest", m, "--out", "tables/generated"]]
