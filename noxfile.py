@@ -136,15 +136,16 @@ def _committed_machine() -> str:
     return machine.read_text().splitlines()[-1] if machine.exists() else "not recorded"
 
 
-def _side_by_side(session: nox.Session, lanes: dict[str, list[list[str]]]) -> None:
+def _side_by_side(
+    session: nox.Session, lanes: dict[str, list[list[str]]], logs: Path = Path("runs/tables-logs")
+) -> None:
     """Run each lane's `mirai-eval` commands one after the other, the lanes side by side (toy runs use
     one torch thread each, and the store takes concurrent writers); a lane stops at its first failure.
-    Each lane's output, progress bars included, goes to runs/tables-logs/<lane>.log (`tail -f`)."""
+    Each lane's output, progress bars included, goes to `logs`/<lane>.log (`tail -f`)."""
     import subprocess
     import threading
 
     command = [_project_python(session), "-m", "mirai_eval"]
-    logs = Path("runs/tables-logs")
     logs.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
 
@@ -264,36 +265,12 @@ def planning_gap(session: nox.Session) -> None:
     table with its rows and lock (`mirai-eval lock`) and writes the HTML report.
     Everything resumes through the store: run it again after a kill. Output: runs/planning-gap-logs/.
     """
-    import subprocess
-
     python = _project_python(session)
     manifest = PLANNING_GAP
-    live = _live_env()
-    logs = Path("runs/planning-gap-logs")
-    logs.mkdir(parents=True, exist_ok=True)
-    command = [python, "-m", "mirai_eval", "run", "--manifest", manifest]
-    shards = []
-    for shard in range(2):
-        log = logs / f"shard-{shard}.log"
-        session.log(f"{' '.join(command[1:])} --shard {shard}/2  (progress: tail -f {log})")
-        shards.append(
-            (
-                log,
-                subprocess.Popen(
-                    [*command, "--shard", f"{shard}/2"],
-                    stdout=log.open("a"),
-                    stderr=subprocess.STDOUT,
-                    env=live,
-                ),
-            )
-        )
-    failed = [log for log, process in shards if process.wait()]
-    if failed:
-        tails = "\n".join(
-            f"{log}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]) for log in failed
-        )
-        session.error(f"a shard failed:\n{tails}")
-    session.run(*command)
+    run = ["run", "--manifest", manifest]
+    shards = {f"shard-{shard}": [[*run, "--shard", f"{shard}/2"]] for shard in range(2)}
+    _side_by_side(session, shards, logs=Path("runs/planning-gap-logs"))
+    session.run(python, "-m", "mirai_eval", *run)
     session.run(python, "-m", "mirai_eval", "lock", "--manifest", manifest, "--out", "tables/generated")
     # The HTML report: the table, baseline and method videos side by side, the planning-gap drift curves
     # with bands over replicates and prompts, the probe over replicates (its plot, then each replicate's
