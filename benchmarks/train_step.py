@@ -102,10 +102,11 @@ def step_seconds(stage: DMDStage, step: int) -> tuple[float, float]:
 
 
 def generator_steps(stage: DMDStage, ratio: int) -> list[int]:
-    """The first generator step (a multiple of `ratio`) that draws each exit step, by exit step."""
+    """The first generator step (a multiple of `ratio`) that draws each exit step, by exit step (the
+    exit step of the step's first micro-step rollout: its only one at the toy recipes' accumulation)."""
     found: dict[int, int] = {}
     for step in range(0, 1000 * ratio, ratio):
-        found.setdefault(stage._exit_step(step), step)
+        found.setdefault(stage._exit_step(step, 0), step)
         if len(found) == stage.num_steps:
             break
     return [found[exit_step] for exit_step in sorted(found)]
