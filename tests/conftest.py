@@ -30,6 +30,14 @@ def _deterministic() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _same_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test leaves the working directory where it found it: several change into a project
+    folder, and a later module reading `manifests/...` from the repository must not depend on the
+    order the modules ran in."""
+    monkeypatch.chdir(Path.cwd())
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny forwards are launch-bound: one thread is several times faster on a shared CPU.
